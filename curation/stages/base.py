@@ -37,6 +37,16 @@ class Stage(ABC):
     def setup(self) -> None:
         """Load models. Called once per worker before the first batch."""
 
+    def fit(self, sample: pa.Table) -> dict:
+        """Fit data-dependent settings on a sample of live rows, before the main pass.
+
+        Returns a patch for this stage's config section (the section named like the stage),
+        e.g. `{"cutoffs": {"en": [120.5, 310.2]}}`; the executor applies it to the config
+        every worker gets and records it in the run, so a resumed run reuses it. A stage
+        whose settings are already given in the config returns {}.
+        """
+        return {}
+
     @abstractmethod
     def score(self, table: pa.Table) -> pa.Table:
         """Return `table` with the `writes` columns set. Only live rows are passed in."""
