@@ -78,6 +78,9 @@ class SourceConfig(Section):
         None, gt=0, description="Mixture weight (relative share of tokens); see `mixture`.")
     max_epochs: float = Field(
         4.0, gt=0, description="Mixture: at most this many repetitions of the source when up-sampling.")
+    tokens: int | None = Field(
+        None, ge=1, description="Mixture: target token budget of the source (takes precedence over "
+        "`weight`).")
 
     @field_validator("paths")
     @classmethod
@@ -114,6 +117,65 @@ class LangIdConfig(Section):
         "are cut; fastText's decision settles long before).")
 
 
+# --------------------------------------------------------------------------- token shards
+
+
+class MixtureConfig(Section):
+    enabled: bool = Field(
+        True, description="Re-weight sources (`sources[].weight` / `tokens` / `max_epochs`) and "
+        "languages before packing; off keeps every document once.")
+    total_tokens: int | None = Field(
+        None, ge=1, description="Training tokens that source weights share out. Default: the tokens "
+        "available in the weighted sources.")
+    temperature: float = Field(
+        1.0, ge=1.0, description="Language balance within a source: p_lang ∝ n_lang^(1/T); 1 keeps "
+        "natural proportions, larger values up-weight rare languages.")
+    seed: int = Field(0, description="Salt of the document hash that decides down-sampling.")
+
+
+class TokenizerConfig(Section):
+    path: str | None = Field(
+        None, description="An existing `tokenizer.json` (GPT-2, Llama, ...) to use instead of "
+        "training one.")
+    vocab_size: int = Field(8192, ge=260, description="Byte-level BPE vocabulary size when training.")
+    sample_docs: int = Field(
+        20000, ge=1, description="Curated documents (chosen by hash) the tokenizer is trained on.")
+    bos: str = Field("<|bos|>", description="Beginning-of-document token.")
+    eos: str = Field("<|endoftext|>", description="End-of-document token, appended to every document.")
+    pad: str = Field("<|pad|>", description="Padding token (the trainer's; shards are never padded).")
+    mask: str = Field("<|mask|>", description="Mask token for masked-LM objectives.")
+    add_bos: bool = Field(False, description="Also put BOS before every document.")
+
+
+class ShardsConfig(Section):
+    enabled: bool = Field(True, description="Tokenize and pack the curated documents into token shards.")
+    seq_len: int = Field(
+        1024, ge=8, description="Tokens per training sequence; shard rows hold `seq_len + 1` tokens.")
+    target_shard_mb: float = Field(
+        64, gt=0, description="Uncompressed size of one shard file; fixes its row count.")
+    pack_group_rows: int = Field(
+        512, ge=1, description="Rows packed together in one task: documents are cut across row ends "
+        "within a group and its last partial row is dropped, so waste is about 1/(2 x this).")
+    validation_fraction: float = Field(
+        0.01, ge=0, lt=1, description="Share of documents (by hash) held out for validation.")
+    segment_ids: bool = Field(
+        False, description="Write a `segment_ids` column so the trainer can mask attention across "
+        "documents.")
+    order: Literal["shuffled", "curriculum"] = Field(
+        "shuffled", description="Row order: a seeded global shuffle, or easy-to-hard by "
+        "`curriculum_column`.")
+    curriculum_column: str = Field(
+        "perplexity", description="Numeric document column used as difficulty (lower = easier); a "
+        "row's difficulty is the token-weighted mean of its documents'.")
+    pacing: Literal["sorted", "linear", "sqrt"] = Field(
+        "linear", description="Curriculum pacing: `sorted` is strictly easy-to-hard; `linear`/`sqrt` "
+        "release harder rows as training advances (competence c(t) grows linearly / as a square "
+        "root from `pacing_start`) and shuffle what is released.")
+    pacing_start: float = Field(
+        0.2, ge=0, le=1, description="Curriculum: share of easiest rows available from the start.")
+    seed: int = Field(1234, description="Seed of the split, of packing and of the row order.")
+
+
 class PipelineConfig(Section):
     run: RunConfig = RunConfig()
     storage: StorageConfig = StorageConfig()
@@ -121,6 +183,9 @@ class PipelineConfig(Section):
     sources: list[SourceConfig] = Field(description="Named inputs.")
     normalize: NormalizeConfig = NormalizeConfig()
     langid: LangIdConfig = LangIdConfig()
+    mixture: MixtureConfig = MixtureConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    shards: ShardsConfig = ShardsConfig()
 
     @model_validator(mode="after")
     def _unique_sources(self) -> "PipelineConfig":
