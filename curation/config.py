@@ -38,6 +38,9 @@ class RunConfig(Section):
     write_rejected: bool = Field(True, description="Write dropped documents to `rejected/` with a `reason`.")
     docs_per_batch: int = Field(2000, ge=1, description="Documents per Arrow batch inside a task.")
     target_part_mb: int = Field(128, ge=1, description="Roll over to a new Parquet part file past this size.")
+    fit_sample_docs: int = Field(
+        20_000, ge=100, description="Documents read before the main pass for stages that fit "
+        "settings on the data (e.g. perplexity bucket cut-offs).")
     fail_on_unreadable: bool = Field(
         True, description="Exit non-zero at the end when some input files could not be read "
         "(the other files are still processed and the failures listed in stats.json).",
@@ -176,6 +179,108 @@ class ShardsConfig(Section):
     seed: int = Field(1234, description="Seed of the split, of packing and of the row order.")
 
 
+class QualityRules(Section):
+    """Thresholds of the heuristic quality rules, checked in this order; the first failing
+    one is the drop reason `quality:<field>`. A `min_X`/`max_X` field bounds the signal
+    column `q_X` (inclusive bound: the rule fails below min / above max); null turns the rule
+    off. Defaults follow Gopher (Rae et al. 2021), C4 (Raffel et al. 2020) and FineWeb."""
+
+    min_words: int | None = Field(50, description="Gopher: at least 50 words (whitespace-separated).")
+    max_words: int | None = Field(100_000, description="Gopher: at most 100,000 words.")
+    min_mean_word_len: float | None = Field(3.0, description="Gopher: mean word length >= 3 characters.")
+    max_mean_word_len: float | None = Field(10.0, description="Gopher: mean word length <= 10 characters.")
+    max_longest_word: int | None = Field(
+        1000, description="C4: no word longer than 1,000 characters (base64, minified code).")
+    max_symbol_word_ratio: float | None = Field(
+        0.1, description="Gopher: (`#` + `...`/`…`) per word <= 0.1.")
+    max_bullet_lines_ratio: float | None = Field(
+        0.9, description="Gopher: at most 90% of lines start with a bullet (•, -, *, ...).")
+    max_ellipsis_lines_ratio: float | None = Field(
+        0.3, description="Gopher: at most 30% of lines end with an ellipsis.")
+    min_alpha_words_ratio: float | None = Field(
+        0.8, description="Gopher: at least 80% of words contain a letter.")
+    min_stop_words: int | None = Field(
+        2, description="Gopher: at least 2 stop words (the, be, to, of, and, that, have, with for "
+        "English; lists per language in curation/resources/stop_words.txt; languages without "
+        "a list skip this rule).")
+    max_lorem_ipsum: int | None = Field(0, description="C4: no `lorem ipsum` placeholder text.")
+    max_curly_brackets: int | None = Field(
+        None, description="C4 drops any document with `{` or `}` (set 0); off by default since it "
+        "also drops code and math.")
+    max_boilerplate_lines_ratio: float | None = Field(
+        0.4, description="C4-style boilerplate: at most 40% of lines mention javascript, cookies, "
+        "privacy policy or terms of use.")
+    min_terminal_punct_lines_ratio: float | None = Field(
+        0.12, description="FineWeb: at least 12% of lines end with terminal punctuation.")
+    max_short_lines_ratio: float | None = Field(
+        0.67, description="FineWeb: at most 67% of lines are 30 characters or shorter.")
+    max_dup_line_frac: float | None = Field(
+        0.3, description="Gopher: at most 30% of lines are repeats of an earlier line.")
+    max_dup_para_frac: float | None = Field(
+        0.3, description="Gopher: at most 30% of paragraphs are repeats.")
+    max_dup_line_char_frac: float | None = Field(
+        0.2, description="Gopher: at most 20% of characters are in repeated lines.")
+    max_dup_para_char_frac: float | None = Field(
+        0.2, description="Gopher: at most 20% of characters are in repeated paragraphs.")
+    max_top_2gram_char_frac: float | None = Field(
+        0.20, description="Gopher: the most frequent word 2-gram covers <= 20% of word characters.")
+    max_top_3gram_char_frac: float | None = Field(0.18, description="Gopher: same for 3-grams, <= 18%.")
+    max_top_4gram_char_frac: float | None = Field(0.16, description="Gopher: same for 4-grams, <= 16%.")
+    max_dup_5gram_char_frac: float | None = Field(
+        0.15, description="Gopher: word characters inside repeated 5-grams <= 15%.")
+    max_dup_6gram_char_frac: float | None = Field(0.14, description="Gopher: same for 6-grams, <= 14%.")
+    max_dup_7gram_char_frac: float | None = Field(0.13, description="Gopher: same for 7-grams, <= 13%.")
+    max_dup_8gram_char_frac: float | None = Field(0.12, description="Gopher: same for 8-grams, <= 12%.")
+    max_dup_9gram_char_frac: float | None = Field(0.11, description="Gopher: same for 9-grams, <= 11%.")
+    max_dup_10gram_char_frac: float | None = Field(0.10, description="Gopher: same for 10-grams, <= 10%.")
+
+
+# Rules that assume whitespace-separated words: off for scripts written without spaces.
+WORD_RULES = (
+    "min_words", "max_words", "min_mean_word_len", "max_mean_word_len", "max_longest_word",
+    "max_symbol_word_ratio", "min_alpha_words_ratio", "max_top_2gram_char_frac",
+    "max_top_3gram_char_frac", "max_top_4gram_char_frac", "max_dup_5gram_char_frac",
+    "max_dup_6gram_char_frac", "max_dup_7gram_char_frac", "max_dup_8gram_char_frac",
+    "max_dup_9gram_char_frac", "max_dup_10gram_char_frac",
+)
+UNSPACED_LANGS = ("zh", "ja", "th", "lo", "km", "my")
+
+
+class QualityConfig(Section):
+    enabled: bool = Field(True, description="Heuristic quality signals (`q_*` columns) and rules.")
+    rules: QualityRules = Field(default_factory=QualityRules, description="Default thresholds.")
+    by_lang: dict[str, dict[str, float | None]] = Field(
+        default_factory=lambda: {lang: dict.fromkeys(WORD_RULES) for lang in UNSPACED_LANGS},
+        description="Per-language overrides, ISO 639-1 -> {rule field: threshold or null}, "
+        "applied by the `lang` column. Default: word-based rules off for zh, ja, th, lo, km, my. "
+        "Setting this replaces the default mapping.",
+    )
+    max_chars_scored: int = Field(
+        1_000_000, ge=1000, description="Signals are computed on at most this many leading "
+        "characters of a document, which bounds time and memory on huge inputs.")
+
+    @model_validator(mode="after")
+    def _overrides_are_rules(self) -> "QualityConfig":
+        for lang in self.by_lang:
+            unknown = sorted(set(self.by_lang[lang]) - set(QualityRules.model_fields))
+            if unknown:
+                raise ValueError(f"by_lang.{lang}: unknown rules {unknown}; allowed: "
+                                 f"{', '.join(QualityRules.model_fields)}")
+            try:
+                self.rules_for(lang)
+            except ValidationError as e:
+                bad = "; ".join(f"{err['loc'][0]}: {err['msg']} (got {err['input']!r})" for err in e.errors())
+                raise ValueError(f"by_lang.{lang}: {bad}") from None
+        return self
+
+    def rules_for(self, lang: str | None) -> QualityRules:
+        """The default rules with `lang`'s overrides applied."""
+        override = self.by_lang.get(lang) if lang else None
+        if not override:
+            return self.rules
+        return QualityRules.model_validate({**self.rules.model_dump(), **override})
+
+
 class PipelineConfig(Section):
     run: RunConfig = RunConfig()
     storage: StorageConfig = StorageConfig()
@@ -183,6 +288,7 @@ class PipelineConfig(Section):
     sources: list[SourceConfig] = Field(description="Named inputs.")
     normalize: NormalizeConfig = NormalizeConfig()
     langid: LangIdConfig = LangIdConfig()
+    quality: QualityConfig = QualityConfig()
     mixture: MixtureConfig = MixtureConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     shards: ShardsConfig = ShardsConfig()
