@@ -10,9 +10,9 @@ import sys
 
 # command -> (module, function, one-line help). Each function takes argv (list[str]).
 COMMANDS = {
-    "run": ("curation.cli_run", "main", "run the pipeline described by a config file"),
+    "run": ("curation.run", "main", "run the pipeline described by a config file"),
     "inspect": ("curation.inspect", "main", "summarize a run's outputs; write an HTML report"),
-    "config-doc": ("curation.cli_run", "config_doc", "print every config option as a Markdown table"),
+    "config-doc": ("curation.run", "config_doc", "print every config option as a Markdown table"),
 }
 
 
