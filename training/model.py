@@ -59,6 +59,20 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.dim // self.n_heads
 
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token (forward + backward), the one formula used for MFU.
+
+        6 * N + 12 * n_layers * dim * seq_len (PaLM, appendix B). N counts the weights used
+        in matmuls: the attention and MLP projections and the output head (also when tied
+        to the embedding); not the embedding lookup nor the norms. The second term is
+        attention's QK^T and AV products, counted in full even when causal. Computed from
+        the config, so it holds when ZeRO-3 has partitioned the parameters away.
+        """
+        kv_dim = self.n_kv_heads * self.head_dim
+        per_layer = 2 * self.dim * self.dim + 2 * self.dim * kv_dim + 3 * self.dim * self.hidden_dim
+        n_matmul = self.n_layers * per_layer + self.vocab_size * self.dim
+        return 6.0 * n_matmul + 12.0 * self.n_layers * self.dim * seq_len
+
 
 # llama2.c's TinyStories models (its README table) and a GPT-2-small-sized Llama.
 PRESETS: dict[str, dict] = {
@@ -215,26 +229,12 @@ class Transformer(nn.Module):
                 x = layer(x, cos, sin, attn_mask, is_causal)
         return self.lm_head(self.norm(x))
 
-    def num_params(self, exclude_embedding: bool = False) -> int:
-        """Distinct parameters (a tied matrix counts once); optionally without the input
-        embedding table, which is a lookup, not a matmul."""
-        n = sum(p.numel() for p in self.parameters())
-        if exclude_embedding and not self.config.tie_embeddings:
-            n -= self.embed_tokens.weight.numel()
-        return n
+    def num_params(self) -> int:
+        """Distinct parameters: a tied embedding matrix counts once."""
+        return sum(p.numel() for p in self.parameters())
 
     def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token (forward + backward), the one formula used for MFU.
-
-        6 * N + 12 * n_layers * dim * seq_len (PaLM, appendix B), where N counts the
-        weights used in matmuls: every parameter except the input embedding lookup (with
-        tied embeddings the shared matrix still does the output projection). The second
-        term is attention's QK^T and AV products, counted in full even when causal.
-        """
-        cfg = self.config
-        n_matmul = self.num_params(exclude_embedding=True)
-        return 6.0 * n_matmul + 12.0 * cfg.n_layers * cfg.dim * seq_len
-
+        return self.config.flops_per_token(seq_len)
 
 def save_model(model: Transformer | dict[str, torch.Tensor], cfg: ModelConfig, directory: str | Path) -> Path:
     """Write `model.pt` (plain fp32 state dict) and `model_config.json` into directory."""
