@@ -281,6 +281,59 @@ class QualityConfig(Section):
         return QualityRules.model_validate({**self.rules.model_dump(), **override})
 
 
+PerplexityBucket = Literal["head", "middle", "tail"]
+
+
+class PerplexityConfig(Section):
+    """KenLM perplexity, CCNet style (docs/perplexity.md): per-language models built with
+    `python -m curation build-lm`, per-language bucket cut-offs at two percentiles."""
+
+    enabled: bool = Field(False, description="Score documents with per-language KenLM models.")
+    models: dict[str, str] = Field(
+        default_factory=dict, description="ISO 639-1 -> KenLM binary (`<lang>.binary` from "
+        "`build-lm`, its `<lang>.json` sidecar beside it). Other languages pass through with "
+        "`ppl_bucket` `unscored`.")
+    percentiles: tuple[float, float] = Field(
+        (30.0, 60.0), description="Percentiles of each language's perplexity that separate the "
+        "`head`, `middle` and `tail` buckets (CCNet: 30 and 60).")
+    cutoffs: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="ISO 639-1 -> the two perplexity cut-offs. Languages "
+        "with a model but no cut-offs here get them fitted on a sample of the run's documents.")
+    sample_size: int = Field(
+        10_000, ge=1, description="Documents (that passed the earlier stages) sampled to fit "
+        "the cut-offs.")
+    min_fit_docs: int = Field(
+        50, ge=1, description="A language needs this many sampled documents to get fitted "
+        "cut-offs; with fewer, its documents get a perplexity but a null `ppl_bucket`.")
+    keep_buckets: list[PerplexityBucket] | None = Field(
+        None, description="Buckets to keep, e.g. [head, middle]; null keeps all. Dropped "
+        "documents get reason `perplexity`; `unscored` ones are always kept.")
+    max_perplexity: float | None = Field(
+        None, gt=0, description="Drop documents above this perplexity (reason `perplexity`).")
+
+    @field_validator("percentiles")
+    @classmethod
+    def _percentiles_ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] < v[1] < 100:
+            raise ValueError("need two increasing percentiles strictly between 0 and 100")
+        return v
+
+    @field_validator("cutoffs")
+    @classmethod
+    def _cutoffs_ordered(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for lang, (low, high) in v.items():
+            if not 0 < low <= high:
+                raise ValueError(f"{lang}: cut-offs must be positive and increasing")
+        return v
+
+    @model_validator(mode="after")
+    def _models_when_enabled(self) -> "PerplexityConfig":
+        if self.enabled and not self.models:
+            raise ValueError("perplexity is enabled but `models` is empty: build models with "
+                             "`python -m curation build-lm` and map languages to them")
+        return self
+
+
 class PipelineConfig(Section):
     run: RunConfig = RunConfig()
     storage: StorageConfig = StorageConfig()
@@ -289,6 +342,7 @@ class PipelineConfig(Section):
     normalize: NormalizeConfig = NormalizeConfig()
     langid: LangIdConfig = LangIdConfig()
     quality: QualityConfig = QualityConfig()
+    perplexity: PerplexityConfig = PerplexityConfig()
     mixture: MixtureConfig = MixtureConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     shards: ShardsConfig = ShardsConfig()
