@@ -60,8 +60,9 @@ def s3_server():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     endpoint = f"http://127.0.0.1:{port}"
+    # Not us-east-1: creating a bucket there must not name a location, which s3fs does.
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+           "AWS_DEFAULT_REGION": "eu-west-1"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     proc = subprocess.Popen([str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
