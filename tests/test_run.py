@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from pathlib import Path
 
 import pyarrow.dataset as pds
 import pytest
@@ -72,6 +73,9 @@ def test_every_document_is_accounted_for(tmp_path, inputs, ray_local):
     ids = curated.column("id").to_pylist() + rejected.column("id").to_pylist()
     assert len(ids) == len(set(ids))
     assert json.loads((out / "stats.json").read_text())["input"] == stats["input"]
+    documented = (Path(__file__).parents[1] / "docs" / "schema.md").read_text()
+    undocumented = {c for c in curated.column_names + rejected.column_names if f"`{c}`" not in documented}
+    assert not undocumented, f"columns missing from docs/schema.md: {sorted(undocumented)}"
 
 
 def test_resume_refuse_and_changed_config(tmp_path, inputs, ray_local, capsys):
