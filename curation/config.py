@@ -208,8 +208,8 @@ class QualityRules(Section):
         None, description="C4 drops any document with `{` or `}` (set 0); off by default since it "
         "also drops code and math.")
     max_boilerplate_lines_ratio: float | None = Field(
-        0.4, description="C4-style boilerplate: at most 40% of lines mention javascript, cookies, "
-        "privacy policy or terms of use.")
+        0.4, description="C4-style boilerplate: at most 40% of lines mention javascript, use of "
+        "cookies, cookie policy, privacy policy or terms of use/service.")
     min_terminal_punct_lines_ratio: float | None = Field(
         0.12, description="FineWeb: at least 12% of lines end with terminal punctuation.")
     max_short_lines_ratio: float | None = Field(
@@ -298,10 +298,8 @@ class PerplexityConfig(Section):
         "`head`, `middle` and `tail` buckets (CCNet: 30 and 60).")
     cutoffs: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="ISO 639-1 -> the two perplexity cut-offs. Languages "
-        "with a model but no cut-offs here get them fitted on a sample of the run's documents.")
-    sample_size: int = Field(
-        10_000, ge=1, description="Documents (that passed the earlier stages) sampled to fit "
-        "the cut-offs.")
+        "with a model but no cut-offs here get them fitted on the run's sample "
+        "(`run.fit_sample_docs`).")
     min_fit_docs: int = Field(
         50, ge=1, description="A language needs this many sampled documents to get fitted "
         "cut-offs; with fewer, its documents get a perplexity but a null `ppl_bucket`.")
