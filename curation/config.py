@@ -332,6 +332,43 @@ class PerplexityConfig(Section):
         return self
 
 
+class DedupConfig(Section):
+    """Exact and MinHash-LSH near-duplicate removal (docs/dedup.md)."""
+
+    enabled: bool = Field(True, description="Mark and drop duplicate documents.")
+    exact: bool = Field(True, description="Drop documents whose text equals an earlier one "
+                        "after lowercasing and collapsing whitespace (reason `exact_duplicate`).")
+    near: bool = Field(True, description="Drop near-duplicates found by MinHash-LSH "
+                       "(reason `near_duplicate`).")
+    ngram: int = Field(5, ge=1, description="Words per shingle.")
+    num_perm: int = Field(128, ge=2, le=1024, description="MinHash permutations (signature length).")
+    seed: int = Field(1, ge=0, description="Seed of the MinHash permutations (datasketch-compatible).")
+    threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity of shingle sets "
+                             "above which two documents are near-duplicates.")
+    bands: int | None = Field(None, ge=1, description="LSH bands; with `rows`, overrides the "
+                              "bands/rows optimized for `threshold`.")
+    rows: int | None = Field(None, ge=1, description="LSH rows per band (see `bands`).")
+    false_positive_weight: float = Field(0.5, ge=0, le=1, description="Weight of false positives "
+                                         "when optimizing bands/rows (false negatives get 1 minus it).")
+    verify: bool = Field(True, description="Check candidate pairs by their true shingle Jaccard "
+                         "and drop LSH false positives below `threshold`.")
+    priority: list[str] = Field(default_factory=list, description="Sources whose documents are "
+                                "kept first within a cluster, in this order; then source order, "
+                                "input path, record.")
+    min_words: int = Field(1, ge=0, description="Documents with fewer words take no part in "
+                           "near-duplicate search (exact dedup still applies).")
+    partitions: int | None = Field(None, ge=1, description="Hash partitions of each shuffle "
+                                   "(default: one per 100k documents, at least 4).")
+
+    @model_validator(mode="after")
+    def _bands_and_rows(self) -> "DedupConfig":
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("set both `bands` and `rows`, or neither")
+        if self.bands is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        return self
+
+
 class PipelineConfig(Section):
     run: RunConfig = RunConfig()
     storage: StorageConfig = StorageConfig()
@@ -341,6 +378,7 @@ class PipelineConfig(Section):
     langid: LangIdConfig = LangIdConfig()
     quality: QualityConfig = QualityConfig()
     perplexity: PerplexityConfig = PerplexityConfig()
+    dedup: DedupConfig = DedupConfig()
     mixture: MixtureConfig = MixtureConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     shards: ShardsConfig = ShardsConfig()
