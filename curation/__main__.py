@@ -12,6 +12,7 @@ import sys
 COMMANDS = {
     "run": ("curation.run", "main", "run the pipeline described by a config file"),
     "inspect": ("curation.inspect", "main", "summarize a run's outputs; write an HTML report"),
+    "build-lm": ("curation.lm.build", "main", "train a KenLM model for perplexity filtering"),
     "config-doc": ("curation.run", "config_doc", "print every config option as a Markdown table"),
     "train-tokenizer": ("curation.tokenizer", "main", "train a byte-level BPE tokenizer on curated documents"),
     "verify": ("curation.verify", "main", "check a token shard directory against its manifest"),
