@@ -199,6 +199,9 @@ def decode(raw: bytes) -> tuple[str, str | None]:
 # --------------------------------------------------------------------------- batching
 
 
+_PER_TASK = ("id", "source", "path")  # columns derived from the task, not the document
+
+
 class _BatchBuilder:
     """Collects documents of one task into `DOC_SCHEMA` tables."""
 
@@ -208,9 +211,7 @@ class _BatchBuilder:
         self._reset()
 
     def _reset(self) -> None:
-        self.columns: dict[str, list] = {n: [] for n in
-                                         ("record", "text", "url", "timestamp", "meta",
-                                          "source_id", "reason")}
+        self.columns: dict[str, list] = {n: [] for n in DOC_SCHEMA.names if n not in _PER_TASK}
         self.chars = 0
 
     def add(self, record: int, text: str, *, reason: str | None = None, url: str | None = None,
@@ -250,11 +251,46 @@ def _to_json(value: Any) -> str:
 # --------------------------------------------------------------------------- formats
 
 
+class _ZstdReader(io.RawIOBase):
+    """A .zst stream (one or more frames). zstandard's own stream_reader ends quietly on a
+    truncated file; this raises EOFError instead, so that a cut file is never short-read."""
+
+    def __init__(self, f: IO[bytes]):
+        self._f = f
+        self._dctx = zstandard.ZstdDecompressor()
+        self._frame = self._dctx.decompressobj()
+        self._pending = b""
+        self._offset = 0  # of the first unread byte in _pending
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._offset == len(self._pending):
+            data = self._f.read(1 << 20)
+            if not data:
+                if not self._frame.eof:
+                    raise EOFError("zstd data ends in the middle of a frame (truncated file?)")
+                return 0
+            parts = []
+            while data:
+                if self._frame.eof:
+                    self._frame = self._dctx.decompressobj()
+                parts.append(self._frame.decompress(data))
+                data = self._frame.unused_data if self._frame.eof else b""
+            self._pending, self._offset = b"".join(parts), 0
+        n = min(len(buffer), len(self._pending) - self._offset)
+        buffer[:n] = memoryview(self._pending)[self._offset:self._offset + n]
+        self._offset += n
+        return n
+
+
 def _open_decompressed(f: IO[bytes], path: str) -> IO[bytes]:
+    path = path.lower()
     if path.endswith(".gz"):
         return gzip.GzipFile(fileobj=f)
     if path.endswith(".zst"):
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True))
+        return io.BufferedReader(_ZstdReader(f), buffer_size=1 << 20)
     return f
 
 

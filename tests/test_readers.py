@@ -68,7 +68,11 @@ def test_unknown_fields_go_to_meta_and_id_field_to_source_id(shared_data: Path):
 @pytest.mark.parametrize("suffix", [".gz", ".zst"])
 def test_compressed_jsonl_reads_like_plain(c4: Path, tmp_path: Path, suffix: str):
     raw = c4.read_bytes()
-    packed = gzip.compress(raw) if suffix == ".gz" else zstandard.ZstdCompressor().compress(raw)
+    if suffix == ".gz":
+        packed = gzip.compress(raw)
+    else:  # two frames, as written by parallel or appending compressors
+        half = len(raw) // 2
+        packed = b"".join(zstandard.ZstdCompressor().compress(p) for p in (raw[:half], raw[half:]))
     path = tmp_path / f"c4.jsonl{suffix}"
     path.write_bytes(packed)
     plain, compressed = read_paths(c4), read_paths(path)
@@ -280,6 +284,7 @@ def test_unreadable_files_raise_read_error_naming_the_file(c4: Path, tmp_path: P
         "corrupt.jsonl.gz": ("jsonl", packed[:1000] + b"\x00" * 5000 + packed[6000:]),
         "notgzip.jsonl.gz": ("jsonl", b"plain text, not gzip"),
         "corrupt.jsonl.zst": ("jsonl", zstandard.ZstdCompressor().compress(b"x" * 1000)[:-4] + b"junk"),
+        "truncated.jsonl.zst": ("jsonl", zstandard.ZstdCompressor().compress(c4.read_bytes())[:20_000]),
         "corrupt.parquet": ("parquet", b"PAR1 this is not parquet PAR1"),
         "corrupt.warc": ("warc", b"GET / HTTP/1.1\r\n\r\n"),
     }
