@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from curation.config import StorageConfig
+from curation.config import ConfigError, StorageConfig
 
 S3_SCHEMES = ("s3://", "s3a://")
 
@@ -48,7 +48,7 @@ def open_fs(url: str, storage: StorageConfig) -> tuple[fsspec.AbstractFileSystem
         )
         return fs, url.split("://", 1)[1].rstrip("/")
     if "://" in url and not url.startswith("file://"):
-        raise ValueError(f"unsupported storage URL {url!r}: use a local path or s3://bucket/key")
+        raise ConfigError(f"unsupported storage URL {url!r}: use a local path or s3://bucket/key")
     path = url.removeprefix("file://")
     return LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
 

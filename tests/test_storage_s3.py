@@ -14,8 +14,14 @@ import pytest
 
 from curation.config import ConfigError, SourceConfig, StorageConfig
 from curation.readers import plan_tasks, read_documents
-from curation.storage import (join, list_files, open_fs, remove_tree, write_bytes_atomic,
-                              write_parquet_atomic)
+from curation.storage import (
+    join,
+    list_files,
+    open_fs,
+    remove_tree,
+    write_bytes_atomic,
+    write_parquet_atomic,
+)
 
 
 @pytest.fixture()
@@ -55,6 +61,8 @@ def test_read_inputs_from_s3(shared_data: Path, s3_server: str, bucket: str):
     assert [t.path for t in globbed] == [f"{bucket}/web/c4.jsonl.gz"]
     with pytest.raises(ConfigError, match=r"sources\.web: path .*nothing/.* matches no"):
         plan_tasks([SourceConfig(name="web", paths=[f"{bucket}/nothing/"])], storage)
+    with pytest.raises(ConfigError, match=r"unsupported storage URL 'gs://b/x.jsonl'"):
+        plan_tasks([SourceConfig(name="web", paths=["gs://b/x.jsonl"])], storage)
 
 
 def test_endpoint_from_the_aws_environment(s3_server: str, bucket: str, monkeypatch):
