@@ -121,7 +121,7 @@ def document_signals(text: str, lang: str | None) -> tuple:
     paragraphs = [p for p in map(str.strip, _PARAGRAPH_BREAK.split(text)) if p]
 
     stops = stop_words(lang)
-    stop_count = None if stops is None else sum(1 for w in words if w in stops)
+    stop_count = None if stops is None else sum(map(stops.__contains__, words))
     symbols = text.count("#") + sum(text.count(e) for e in ELLIPSES)
     # Most words are purely alphabetic; only the others need the (slower) regex. Kept in C
     # via filterfalse/map: a Python-level loop over every word costs a third of the stage.
