@@ -19,7 +19,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import REPO
 
 RAY = Path(sys.executable).with_name("ray")
@@ -89,20 +88,20 @@ def ray_head():
            "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent_http),
            "--dashboard-agent-grpc-port", str(agent_grpc), "--metrics-export-port", str(metrics),
            "--runtime-env-agent-port", str(runtime_env_agent)]
-    log = open(Path(temp_dir) / "ray-start.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log_path = Path(temp_dir) / "ray-start.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
     try:
         deadline = time.monotonic() + 120
         while subprocess.run([str(RAY), "job", "list", "--address", address], env=env,
-                             capture_output=True).returncode != 0:
+                             capture_output=True, check=False).returncode != 0:
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("ray head did not come up:\n" + (Path(temp_dir) / "ray-start.log").read_text()[-3000:])
+                pytest.fail("ray head did not come up:\n" + log_path.read_text()[-3000:])
             time.sleep(2)
         yield address, env
     finally:
         stop_process_group(proc, temp_dir)
-        log.close()
         assert not survivors(temp_dir), "Ray processes of this test outlived it"
 
 
@@ -131,10 +130,10 @@ def test_curation_job_via_ray_job_submit(ray_head, shared_data, tmp_path):
     submit = subprocess.run(
         [str(RAY), "job", "submit", "--address", address, "--submission-id", "rawtext-curate-test",
          "--runtime-env", RUNTIME_ENV, "--", "python", "-m", "curation", "run", str(config)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-2000:]
     status = subprocess.run([str(RAY), "job", "status", "--address", address, "rawtext-curate-test"],
-                            env=env, capture_output=True, text=True)
+                            env=env, capture_output=True, text=True, check=False)
     assert "succeeded" in status.stdout.lower()
 
     # The job ran in the uploaded copy, against this head, and wrote where it was told.
@@ -147,5 +146,5 @@ def test_curation_job_via_ray_job_submit(ray_head, shared_data, tmp_path):
     manifest = json.loads((output / "shards" / "manifest.json").read_text())
     assert manifest["format_version"] == 1 and manifest["splits"]["train"]["rows"] > 0
     verify = subprocess.run([sys.executable, "-m", "curation", "verify", str(output / "shards")],
-                            cwd=REPO, capture_output=True, text=True)
+                            cwd=REPO, capture_output=True, text=True, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
