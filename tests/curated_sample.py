@@ -17,7 +17,7 @@ import pyarrow.dataset as pds
 UD_LANGS = ("de", "fr", "fi")
 
 
-def _docs(data: Path) -> list[dict]:
+def sample_documents(data: Path) -> list[dict]:
     docs: list[dict] = []
     stories = (data / "tinystories/tinystories_v1_valid_head.txt").read_text().split("\n\n")
     docs += [{"source": "tinystories", "lang": "en", "text": t.strip()} for t in stories if t.strip()]
@@ -38,7 +38,7 @@ def _docs(data: Path) -> list[dict]:
 
 def write_curated(data: Path, out: Path) -> list[dict]:
     """Write the sample as OUTPUT/curated/lang=XX/*.parquet; returns the documents."""
-    docs = _docs(data)
+    docs = sample_documents(data)
     pds.write_dataset(pa.Table.from_pylist(docs), out, format="parquet", partitioning=["lang"],
                       partitioning_flavor="hive")
     return docs
