@@ -87,7 +87,7 @@ def test_unknown_source_and_disabled_mixture(available):
 
 def test_copies_follow_the_rate_by_document_hash(docs):
     hashes = hash_strings(pa.array([d["id"] for d in docs]))
-    cells = {("c4", "en"): 1}
+    cells = {("c4", "en"): 10}
     mix = plan(cells, sources(c4={"tokens": 23, "max_epochs": 5}), MixtureConfig())  # rate 2.3 for every document
     names = np.array(["c4"] * len(docs), object)
     langs = np.array(["en"] * len(docs), object)
