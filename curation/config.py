@@ -348,8 +348,10 @@ class DedupConfig(Section):
     bands: int | None = Field(None, ge=1, description="LSH bands; with `rows`, overrides the "
                               "bands/rows optimized for `threshold`.")
     rows: int | None = Field(None, ge=1, description="LSH rows per band (see `bands`).")
-    false_positive_weight: float = Field(0.5, ge=0, le=1, description="Weight of false positives "
-                                         "when optimizing bands/rows (false negatives get 1 minus it).")
+    false_positive_weight: float = Field(0.1, ge=0, le=1, description="Weight of false positives "
+                                         "when optimizing bands/rows (false negatives get 1 minus it). "
+                                         "Low by default because `verify` removes false positives; "
+                                         "use 0.5 (datasketch's default) without verification.")
     verify: bool = Field(True, description="Check candidate pairs by their true shingle Jaccard "
                          "and drop LSH false positives below `threshold`.")
     priority: list[str] = Field(default_factory=list, description="Sources whose documents are "
