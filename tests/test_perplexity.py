@@ -150,8 +150,10 @@ def test_build_and_score_share_one_normalization(kenlm_tools, tmp_path):
     corpus = tmp_path / "tiny.txt"
     raw_lines = ["The Cat sat “here”.", "THE DOG sat 42 times!", "Café au lait—twice."] * 30
     corpus.write_text("\n".join(raw_lines) + "\n")
-    sidecar = lm_build.build("xx", [str(corpus)], tmp_path / "out", order=2, prune=(0,),
-                             heldout_percent=0.01, bin_dir=kenlm_tools)
+    assert lm_build.main(["--lang", "xx", "--out", str(tmp_path / "out"), "--order", "2",
+                          "--prune", "0 0", "--heldout-percent", "0.01", str(corpus)]) == 0
+    sidecar = json.loads((tmp_path / "out" / "xx.json").read_text())
+    assert (sidecar["order"], sidecar["prune"], sidecar["heldout"]["lines"]) == (2, [0, 0], 0)
     normalized = [normalize_line(line) for line in raw_lines]
     assert normalized[:3] == ['the cat sat " here " .', "the dog sat 00 times !",
                               "café au lait - twice ."]

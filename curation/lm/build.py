@@ -149,6 +149,13 @@ def _run(command: list[str]) -> None:
                            f"{result.stderr[-4000:]}")
 
 
+def _thresholds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in re.split(r"[\s,]+", text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give integers, e.g. '0 0 1'") from None
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m curation build-lm", description=__doc__,
@@ -158,9 +165,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("models/kenlm"),
                         help="output directory (default: models/kenlm)")
     parser.add_argument("--order", type=int, default=5, help="n-gram order (default: 5)")
-    parser.add_argument("--prune", type=int, nargs="+", default=[0, 0, 1],
+    parser.add_argument("--prune", type=_thresholds, default=(0, 0, 1),
                         help="lmplz count thresholds per order, the last repeated for higher "
-                        "orders (default: 0 0 1, singleton 3-grams and up pruned)")
+                        "orders, e.g. '0 0 1' or 0,0,1 (default: 0,0,1: n-grams of order 3 "
+                        "and up seen only once are pruned)")
     parser.add_argument("--heldout-percent", type=float, default=5.0,
                         help="share of lines held out to measure perplexity (default: 5)")
     parser.add_argument("--memory", default="25%",
@@ -172,13 +180,14 @@ def main(argv: list[str]) -> int:
     if not 0 < args.heldout_percent < 100:
         parser.error("--heldout-percent must be between 0 and 100")
     try:
-        sidecar = build(args.lang, args.inputs, args.out, args.order, tuple(args.prune),
+        sidecar = build(args.lang, args.inputs, args.out, args.order, args.prune,
                         args.heldout_percent, args.memory, args.kenlm_bin)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         parser.exit(1, f"build-lm: {e}\n")
     held = sidecar["heldout"]
+    evaluation = (f"held-out perplexity {held['perplexity']:.1f} ({held['tokens']:,} tokens, "
+                  f"OOV {held['oov_rate']:.2%})" if held["lines"] else
+                  "no held-out lines (corpus too small for --heldout-percent)")
     print(f"{args.out / args.lang}.binary: {sidecar['train']['tokens']:,} training tokens, "
-          f"vocab {sidecar['train']['vocab']:,}, held-out perplexity {held['perplexity']:.1f} "
-          f"({held['tokens']:,} tokens, OOV {held['oov_rate']:.2%}), "
-          f"{sidecar['build_seconds']} s")
+          f"vocab {sidecar['train']['vocab']:,}, {evaluation}, {sidecar['build_seconds']} s")
     return 0
