@@ -91,18 +91,46 @@ def build_shards(curated_path: str, output_path: str, cfg: PipelineConfig) -> di
 
 
 def _tokenize(curated_path: str, cfg: PipelineConfig, tokenizer_json: str, special: SpecialIds):
+    """One Ray Data row per curated file, so that files are read and tokenized in parallel
+    (read_parquet would pack a small data set's files into one or two blocks)."""
     fs, root = storage.open_fs(curated_path, cfg.storage)
+    files = storage.list_files(fs, root, ".parquet")
+    if not files:
+        raise ValueError(f"no curated Parquet files under {curated_path}")
     curriculum = cfg.shards.order == "curriculum"
-    columns = ["id", "source", "lang", "text"] + ([cfg.shards.curriculum_column] if curriculum else [])
-    docs = ray.data.read_parquet(root, filesystem=fs).select_columns(columns)
-    return docs.map_batches(
-        Encoder, batch_format="pyarrow",
+    return ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files)).map_batches(
+        _FileEncoder, batch_size=1, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.ray.workers or _cpus()),
         fn_constructor_kwargs=dict(
-            tokenizer_json=tokenizer_json, eos_id=special.eos,
-            bos_id=special.bos if cfg.tokenizer.add_bos else None, split_seed=cfg.shards.seed,
-            validation_fraction=cfg.shards.validation_fraction,
-            difficulty_column=cfg.shards.curriculum_column if curriculum else None))
+            curated_path=curated_path, storage_cfg=cfg.storage,
+            extra_columns=[cfg.shards.curriculum_column] if curriculum else [],
+            encoder=dict(tokenizer_json=tokenizer_json, eos_id=special.eos,
+                         bos_id=special.bos if cfg.tokenizer.add_bos else None,
+                         split_seed=cfg.shards.seed, validation_fraction=cfg.shards.validation_fraction,
+                         difficulty_column=cfg.shards.curriculum_column if curriculum else None)))
+
+
+class _FileEncoder:
+    """Reads one curated file (its `lang` comes from the Hive partition in its path) and
+    tokenizes it."""
+
+    def __init__(self, curated_path: str, storage_cfg, extra_columns: list[str], encoder: dict):
+        self.fs, _ = storage.open_fs(curated_path, storage_cfg)
+        self.columns = ["id", "source", "text"] + extra_columns
+        self.encode = Encoder(**encoder)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        path = batch.column("path")[0].as_py()
+        with self.fs.open(path, "rb") as f:
+            parquet = pq.ParquetFile(f)
+            missing = [c for c in self.columns if c not in parquet.schema_arrow.names]
+            if missing:
+                raise ValueError(f"{path}: curated file lacks columns {missing}")
+            docs = parquet.read(columns=self.columns)
+        lang = next((part[5:] for part in path.split("/") if part.startswith("lang=")), None)
+        if lang is None:
+            raise ValueError(f"{path}: not under a lang=XX partition directory")
+        return self.encode(docs.append_column("lang", pa.array([lang] * len(docs), pa.string())))
 
 
 def _count(docs, copies) -> dict[tuple, tuple[int, int, int]]:

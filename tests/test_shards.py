@@ -152,3 +152,19 @@ def test_verify_reports_missing_file_wrong_count_and_bad_checksum(built, tmp_pat
     assert f"{shards[2]['path']}: {shards[2]['rows']} rows, manifest says {shards[2]['rows'] + 1}" in out
     assert "split train: rows is" in out  # the edited count no longer adds up either
     assert out.strip().endswith(f"FAILED: 5 problem(s) in {broken}")
+
+
+def test_shards_written_to_s3_match_the_local_ones(built, curated, ray_local, s3_server):
+    from curation.storage import open_fs
+
+    cfg = make_config()
+    cfg.storage.endpoint_url = s3_server
+    cfg.tokenizer.path = str(built[1] / "tokenizer.json")  # the tokenizer the local build trained
+    fs, _ = open_fs("s3://", cfg.storage)
+    fs.mkdir("shards-test")
+    url = "s3://shards-test/run/shards"
+    manifest = build_shards(str(curated[0]), url, cfg)
+    assert verify.verify(url, cfg.storage) == []
+    local = built[1]
+    for shard in manifest["splits"]["train"]["shards"]:
+        assert fs.cat_file(f"shards-test/run/shards/{shard['path']}") == (local / shard["path"]).read_bytes()
