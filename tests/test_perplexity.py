@@ -155,6 +155,8 @@ def test_build_and_score_share_one_normalization(kenlm_tools, tmp_path):
     sidecar = json.loads((tmp_path / "out" / "xx.json").read_text())
     assert (sidecar["order"], sidecar["prune"], sidecar["heldout"]["lines"]) == (2, [0, 0], 0)
     normalized = [normalize_line(line) for line in raw_lines]
+    lm_build.write_training_text([corpus], tmp_path / "train.txt", heldout_percent=0.01)
+    assert (tmp_path / "train.txt").read_text().splitlines() == normalized
     assert normalized[:3] == ['the cat sat " here " .', "the dog sat 00 times !",
                               "café au lait - twice ."]
     assert sidecar["train"]["lines"] == 90

@@ -77,6 +77,28 @@ def is_heldout(line: str, heldout_percent: float) -> bool:
     return int.from_bytes(digest, "big") % 10_000 < heldout_percent * 100
 
 
+def write_training_text(files: list[Path], train_path: Path,
+                        heldout_percent: float) -> tuple[dict, list[str]]:
+    """Normalize the corpus into `train_path` (one sentence per line, as lmplz reads it);
+    returns the training statistics and the held-out normalized lines."""
+    heldout: list[str] = []
+    stats = {"lines": 0, "tokens": 0, "vocab": 0}
+    vocab: set[str] = set()
+    with train_path.open("w", encoding="utf-8") as train:
+        for raw in corpus_lines(files):
+            lines = lm_lines(raw)
+            if is_heldout(raw, heldout_percent):
+                heldout.extend(lines)
+                continue
+            for line in lines:
+                train.write(line + "\n")
+                vocab.update(line.split(" "))
+            stats["lines"] += len(lines)
+            stats["tokens"] += token_count(lines)
+    stats["vocab"] = len(vocab)
+    return stats, heldout
+
+
 def build(lang: str, inputs: list[str], out_dir: Path, order: int = 5,
           prune: tuple[int, ...] = (0, 0, 1), heldout_percent: float = 5.0,
           memory: str = "25%", bin_dir: Path | None = None) -> dict:
@@ -89,31 +111,22 @@ def build(lang: str, inputs: list[str], out_dir: Path, order: int = 5,
     files = expand_inputs(inputs)
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"build-lm-{lang}-") as work:
-        train_path = Path(work) / "train.txt"
-        heldout: list[str] = []
-        train_lines = train_tokens = 0
-        vocab: set[str] = set()
-        with train_path.open("w", encoding="utf-8") as train:
-            for raw in corpus_lines(files):
-                lines = lm_lines(raw)
-                if is_heldout(raw, heldout_percent):
-                    heldout.extend(lines)
-                    continue
-                for line in lines:
-                    train.write(line + "\n")
-                    vocab.update(line.split(" "))
-                train_lines += len(lines)
-                train_tokens += token_count(lines)
-        if not train_lines:
-            raise ValueError(f"no text in {inputs}: nothing to train on")
-        arpa = Path(work) / f"{lang}.arpa"
-        print(f"lmplz: order {order}, prune {' '.join(map(str, prune))}, "
-              f"{train_tokens:,} tokens", flush=True)
-        _run([lmplz, "-o", str(order), "--prune", *map(str, prune), "-S", memory,
-              "-T", work, "--discount_fallback", "--text", str(train_path), "--arpa", str(arpa)])
-        partial = out_dir / f".{lang}.binary.partial"
-        _run([build_binary, "-S", memory, str(arpa), str(partial)])
+    partial = out_dir / f".{lang}.binary.partial"
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"build-lm-{lang}-") as work:
+            train_path = Path(work) / "train.txt"
+            train, heldout = write_training_text(files, train_path, heldout_percent)
+            if not train["lines"]:
+                raise ValueError(f"no text in {inputs}: nothing to train on")
+            arpa = Path(work) / f"{lang}.arpa"
+            print(f"lmplz: order {order}, prune {' '.join(map(str, prune))}, "
+                  f"{train['tokens']:,} tokens", flush=True)
+            _run([lmplz, "-o", str(order), "--prune", *map(str, prune), "-S", memory, "-T", work,
+                  "--discount_fallback", "--text", str(train_path), "--arpa", str(arpa)])
+            _run([build_binary, "-S", memory, str(arpa), str(partial)])
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     heldout_tokens = token_count(heldout)
     model = kenlm.Model(str(partial))
     oov = sum(word not in model for line in heldout for word in line.split(" "))
@@ -124,7 +137,7 @@ def build(lang: str, inputs: list[str], out_dir: Path, order: int = 5,
         "normalization_version": NORMALIZATION_VERSION,
         "inputs": [str(f) for f in files],
         "heldout_rule": f"blake2b(line) % 10000 < {heldout_percent * 100:g}",
-        "train": {"lines": train_lines, "tokens": train_tokens, "vocab": len(vocab)},
+        "train": train,
         "heldout": {
             "lines": len(heldout),
             "tokens": heldout_tokens,
