@@ -4,8 +4,13 @@ Targets are set per source (a token budget, or a weight sharing out a total) and
 source, per language by temperature sampling (p_lang ∝ n_lang^(1/T)). Each (source,
 language) cell then gets a rate = target / available tokens, capped at the source's
 `max_epochs`. A document is repeated floor(rate) times, plus once more when its hash
-falls below the fractional part: up-sampling by repetition and down-sampling by document
-hash are the same rule, deterministic, and need no global state.
+draw falls below the cell's threshold: up-sampling by repetition and down-sampling by
+document hash are the same rule, deterministic, and need no global state.
+
+The threshold is not simply the fractional part of the rate: documents differ in length,
+so "30% of the documents" can be far from 30% of the tokens in a cell of a few hundred
+long web pages. A histogram of tokens by hash draw (summed over batches, a few KB per
+cell) gives the draw below which documents hold exactly the wanted share of tokens.
 """
 
 from __future__ import annotations
@@ -18,20 +23,33 @@ from curation.config import ConfigError, MixtureConfig, SourceConfig
 from curation.hashing import mix, unit
 
 Cell = tuple[str, str]  # (source, lang)
+HISTOGRAM_BINS = 1024
+
+
+def draws(doc_hashes: np.ndarray, seed: int) -> np.ndarray:
+    """Each document's uniform draw in [0, 1) for the extra copy."""
+    return unit(mix(doc_hashes, seed))
+
+
+def token_histogram(doc_draws: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:
+    """Tokens per draw bin."""
+    bins = np.minimum((doc_draws * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)
+    return np.bincount(bins, weights=n_tokens, minlength=HISTOGRAM_BINS)
 
 
 @dataclass(frozen=True)
 class MixturePlan:
     available: dict[Cell, int]  # tokens per cell before mixing
     targets: dict[Cell, float]  # wanted tokens per cell
-    rates: dict[Cell, float]  # expected copies per document of the cell
+    rates: dict[Cell, float]  # copies per token of the cell
+    thresholds: dict[Cell, float]  # a document gets its extra copy when its draw is below
 
     def copies(self, sources: np.ndarray, langs: np.ndarray, doc_hashes: np.ndarray,
                seed: int) -> np.ndarray:
         """Copies (0, 1, 2, ...) of each document."""
-        rates = np.array([self.rates.get((s, l), 1.0) for s, l in zip(sources, langs)], np.float64)
-        whole = np.floor(rates)
-        extra = unit(mix(doc_hashes, seed)) < rates - whole
+        cells = list(zip(sources, langs))
+        whole = np.floor([self.rates.get(c, 1.0) for c in cells])
+        extra = draws(doc_hashes, seed) < np.array([self.thresholds.get(c, 0.0) for c in cells])
         return (whole + extra).astype(np.int64)
 
     def report(self, achieved: dict[Cell, int]) -> dict:
@@ -40,10 +58,13 @@ class MixturePlan:
                 "languages": _shares(self.available, self.targets, achieved, axis=1)}
 
 
-def plan(available: dict[Cell, int], sources: list[SourceConfig], cfg: MixtureConfig) -> MixturePlan:
+def plan(available: dict[Cell, int], sources: list[SourceConfig], cfg: MixtureConfig,
+         histograms: dict[Cell, np.ndarray] | None = None) -> MixturePlan:
+    """Targets and rates per cell. With `histograms` (`token_histogram` of each cell's
+    documents), thresholds hit the token targets; without, they are the fractional rates."""
     if not cfg.enabled:
         return MixturePlan(available, {c: float(n) for c, n in available.items()},
-                           {c: 1.0 for c in available})
+                           {c: 1.0 for c in available}, {})
     by_name = {s.name: s for s in sources}
     unknown = sorted({s for s, _ in available} - set(by_name))
     if unknown:
@@ -57,7 +78,16 @@ def plan(available: dict[Cell, int], sources: list[SourceConfig], cfg: MixtureCo
         for cell, n in cells.items():
             targets[cell] = target * tempered[cell] / sum(tempered.values())
             rates[cell] = min(targets[cell] / n, by_name[name].max_epochs)
-    return MixturePlan(available, targets, rates)
+    thresholds = {c: _threshold(r - np.floor(r), (histograms or {}).get(c)) for c, r in rates.items()}
+    return MixturePlan(available, targets, rates, thresholds)
+
+
+def _threshold(fraction: float, histogram: np.ndarray | None) -> float:
+    """The draw below which the cell's documents hold `fraction` of its tokens."""
+    if histogram is None or not histogram.sum():
+        return fraction
+    cumulative = np.concatenate([[0.0], np.cumsum(histogram)]) / histogram.sum()
+    return float(np.interp(fraction, cumulative, np.linspace(0, 1, HISTOGRAM_BINS + 1)))
 
 
 def _source_targets(per_source: dict[str, int], sources: list[SourceConfig],

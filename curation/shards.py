@@ -29,7 +29,7 @@ from tqdm import tqdm
 from curation import storage
 from curation.config import ConfigError, PipelineConfig, ShardsConfig
 from curation.hashing import mix, unit
-from curation.mixture import MixturePlan, plan
+from curation.mixture import MixturePlan, draws, plan, token_histogram
 from curation.packing import (DIFFICULTY, DOC_HASH, GROUP, INPUT_IDS, N_TOKENS, PART_TOKENS,
                               ROW_HASH, SEGMENT_IDS, VALIDATION, Encoder, expand_copies, pack_group)
 from curation.tokenizer import SpecialIds, obtain_tokenizer, sha256, tokenizer_bytes
@@ -52,7 +52,7 @@ def build_shards(curated_path: str, output_path: str, cfg: PipelineConfig) -> di
     counts = _count(docs, lambda t: np.ones(len(t), np.int64))
     available = {split: {(s, l): n for (v, s, l), (n, _, _) in counts.items() if v == (split != "train")}
                  for split in SPLITS}
-    mixture = plan(available["train"], cfg.sources, cfg.mixture)
+    mixture = plan(available["train"], cfg.sources, cfg.mixture, _histograms(docs, cfg.mixture.seed))
     splits, achieved = {}, {}
     for split in SPLITS:
         copies = _copies_fn(mixture if split == "train" else None, cfg.mixture.seed)
@@ -146,6 +146,26 @@ def _count(docs, copies) -> dict[tuple, tuple[int, int, int]]:
         key = (row[VALIDATION], row["source"], row["lang"])
         new = (row[f"{N_TOKENS}_sum"], row[f"{N_TOKENS}_count"], row["mixed_sum"])
         totals[key] = tuple(a + b for a, b in zip(totals.get(key, (0, 0, 0)), new))
+    return totals
+
+
+def _histograms(docs, seed: int) -> dict[tuple[str, str], np.ndarray]:
+    """Train tokens per (source, lang) by the mixture's hash draw (see curation.mixture)."""
+    def partial(table: pa.Table) -> pa.Table:
+        table = table.filter(pc.invert(table.column(VALIDATION)))
+        doc_draws = draws(table.column(DOC_HASH).to_numpy(), seed)
+        cells = np.array([f"{s}\t{l}" for s, l in zip(table.column("source").to_pylist(),
+                                                       table.column("lang").to_pylist())], object)
+        rows = [{"cell": cell, "histogram": token_histogram(doc_draws[cells == cell],
+                                                            table.column(N_TOKENS).to_numpy()[cells == cell])}
+                for cell in sorted(set(cells))]
+        return pa.Table.from_pylist(rows, schema=pa.schema([("cell", pa.string()),
+                                                            ("histogram", pa.list_(pa.float64()))]))
+
+    totals: dict[tuple[str, str], np.ndarray] = {}
+    for row in docs.map_batches(partial, batch_format="pyarrow").take_all():
+        cell = tuple(row["cell"].split("\t"))
+        totals[cell] = totals.get(cell, 0) + np.asarray(row["histogram"])
     return totals
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from curation.config import ConfigError, MixtureConfig, SourceConfig
 from curation.hashing import hash_strings
-from curation.mixture import plan
+from curation.mixture import draws, plan, token_histogram
 from tests.curated_sample import sample_documents
 
 
@@ -96,3 +96,19 @@ def test_copies_follow_the_rate_by_document_hash(docs):
     assert copies.mean() == pytest.approx(2.3, abs=3 / np.sqrt(len(docs)))
     assert (mix.copies(names, langs, hashes, seed=0) == copies).all()
     assert (mix.copies(names, langs, hashes, seed=1) != copies).any()
+
+
+def test_histogram_thresholds_hit_token_targets_to_within_one_document(docs):
+    """C4 pages vary a lot in length: taking 30% of the documents is not 30% of the tokens."""
+    c4 = [d for d in docs if d["source"] == "c4"]
+    sizes = np.array([len(d["text"]) for d in c4], np.float64)
+    hashes = hash_strings(pa.array([d["id"] for d in c4]))
+    cell = ("c4", "en")
+    histogram = token_histogram(draws(hashes, 0), sizes)
+    names, langs = np.array(["c4"] * len(c4), object), np.array(["en"] * len(c4), object)
+    for share in (0.3, 1.7):
+        target = share * sizes.sum()
+        mix = plan({cell: int(sizes.sum())}, sources(c4={"tokens": int(target)}), MixtureConfig(),
+                   {cell: histogram})
+        achieved = (sizes * mix.copies(names, langs, hashes, seed=0)).sum()
+        assert abs(achieved - target) <= sizes.max(), share
