@@ -54,6 +54,7 @@ MARKS_SCHEMA = pa.schema([
 _EDGES = pa.schema([("u", pa.int64()), ("v", pa.int64())])
 _MEMBERS = pa.schema([("id", pa.string()), ("node", pa.int64()), ("nbytes", pa.int64()),
                       ("src_rank", pa.int32()), ("path", pa.string()), ("record", pa.int64())])
+_CLUSTERS = pa.schema([("node", pa.int64()), *list(MARKS_SCHEMA)[1:]])
 _ROWS_PER_PARTITION = 100_000
 
 
@@ -193,27 +194,18 @@ def _decide(members: pa.Table, nodes: np.ndarray, components: np.ndarray, exact_
 
 def _marks(batch: pa.Table, clusters: pa.Table) -> pa.Table:
     """One mark per document: clustered ones from `clusters` (sorted by node), others unique."""
-    nodes = clusters.column("node").to_numpy()
+    nodes, own = clusters.column("node").to_numpy(), batch.column("node").to_numpy()
+    where = np.minimum(np.searchsorted(nodes, own), max(len(nodes) - 1, 0))
+    found = nodes[where] == own if len(nodes) else np.zeros(len(own), bool)
+    picked = clusters.take(pa.array(where, mask=~found))  # null rows for unique documents
     ids = batch.column("id")
-    where = np.searchsorted(nodes, batch.column("node").to_numpy())
-    where = np.minimum(where, max(len(nodes) - 1, 0))
-    found = (nodes[where] == batch.column("node").to_numpy()) if len(nodes) else np.zeros(len(ids), bool)
-    picked = clusters.take(pa.array(where[found])) if len(nodes) else clusters
-    rows = np.flatnonzero(found)
-
-    def fill(column: str, default: pa.Array) -> pa.Array:
-        out = np.asarray(default.to_pylist(), dtype=object)
-        out[rows] = picked.column(column).to_pylist()
-        return pa.array(out, MARKS_SCHEMA.field(column).type)
-
-    n = len(ids)
     return pa.table({
         "id": ids,
-        "dup_cluster_id": fill("dup_cluster_id", ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids),
-        "dup_cluster_size": fill("dup_cluster_size", pa.array(np.ones(n, np.int32))),
-        "dup_kept": fill("dup_kept", pa.array(np.ones(n, bool))),
-        "dup_of": fill("dup_of", pa.nulls(n, pa.string())),
-        "dup_reason": fill("dup_reason", pa.nulls(n, pa.string())),
+        "dup_cluster_id": pc.coalesce(picked.column("dup_cluster_id"), ids),
+        "dup_cluster_size": pc.coalesce(picked.column("dup_cluster_size"), pa.scalar(1, pa.int32())),
+        "dup_kept": pc.coalesce(picked.column("dup_kept"), pa.scalar(True)),
+        "dup_of": picked.column("dup_of"),
+        "dup_reason": picked.column("dup_reason"),
     }, schema=MARKS_SCHEMA)
 
 
@@ -240,7 +232,7 @@ def deduplicate(docs: ray.data.Dataset, cfg: DedupConfig, source_order: list[str
     members = _collect(sketches.select_columns(_MEMBERS.names).map_batches(
         _rows_of, fn_args=(nodes,), batch_format="pyarrow"), _MEMBERS)
     decided = _decide(members, nodes, components, exact[:, 1])
-    clusters = pa.Table.from_pandas(decided[["node", *MARKS_SCHEMA.names[1:]]].sort_values("node"),
+    clusters = pa.Table.from_pandas(decided[_CLUSTERS.names].sort_values("node"), schema=_CLUSTERS,
                                     preserve_index=False)
     removed = decided[~decided["dup_kept"]]
     sizes = decided.loc[decided["dup_kept"], "dup_cluster_size"]
