@@ -114,10 +114,11 @@ def test_mixture_shares_land_near_targets(built):
             assert abs(row["achieved_share"] - row["target_share"]) <= SHARE_TOLERANCE, (axis, name, row)
 
 
-def test_curriculum_puts_easy_rows_first_with_a_given_tokenizer(built, curated, ray_local, tmp_path):
+@pytest.mark.parametrize("pacing", ["sorted", "linear"])
+def test_curriculum_puts_easy_rows_first_with_a_given_tokenizer(built, curated, ray_local, tmp_path, pacing):
     """Difficulty = document length: short documents pack many segments into a row."""
     given = built[1] / "tokenizer.json"
-    cfg = make_config(order="curriculum", curriculum_column="q_chars", pacing="sorted",
+    cfg = make_config(order="curriculum", curriculum_column="q_chars", pacing=pacing,
                       validation_fraction=0.0)
     cfg.tokenizer.path = str(given)
     manifest = build_shards(str(curated[0]), str(tmp_path), cfg)
@@ -127,6 +128,13 @@ def test_curriculum_puts_easy_rows_first_with_a_given_tokenizer(built, curated, 
     per_row = segments.max(axis=1) + 1
     tenth = len(per_row) // 10
     assert per_row[:tenth].mean() > 2 * per_row[-tenth:].mean()
+    deciles = [per_row[i * tenth:(i + 1) * tenth].mean() for i in range(10)]
+    easy_rows_at_the_end = per_row[-tenth:].max() >= np.median(per_row[:tenth])
+    if pacing == "sorted":  # strictly easy to hard
+        assert all(b <= a + 0.1 for a, b in zip(deciles, deciles[1:])), deciles
+        assert not easy_rows_at_the_end
+    else:  # rows released from the start are spread over the whole epoch
+        assert easy_rows_at_the_end
 
 
 def test_verify_reports_missing_file_wrong_count_and_bad_checksum(built, tmp_path, capsys):
