@@ -32,11 +32,11 @@ import ray
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from curation.config import parse_config  # noqa: E402
-from curation.packing import Encoder, expand_copies, pack_group  # noqa: E402
-from curation.shards import build_shards  # noqa: E402
-from curation.tokenizer import SpecialIds, sample_texts, train_bpe  # noqa: E402
-from tests.curated_sample import sample_documents  # noqa: E402
+from curation.config import parse_config
+from curation.packing import Encoder, expand_copies, pack_group
+from curation.shards import build_shards
+from curation.tokenizer import SpecialIds, sample_texts, train_bpe
+from tests.curated_sample import sample_documents
 
 
 def main() -> None:

@@ -30,8 +30,20 @@ from curation import storage
 from curation.config import ConfigError, PipelineConfig, ShardsConfig
 from curation.hashing import mix, unit
 from curation.mixture import MixturePlan, draws, plan, token_histogram
-from curation.packing import (DIFFICULTY, DOC_HASH, GROUP, INPUT_IDS, N_TOKENS, PART_TOKENS,
-                              ROW_HASH, SEGMENT_IDS, VALIDATION, Encoder, expand_copies, pack_group)
+from curation.packing import (
+    DIFFICULTY,
+    DOC_HASH,
+    GROUP,
+    INPUT_IDS,
+    N_TOKENS,
+    PART_TOKENS,
+    ROW_HASH,
+    SEGMENT_IDS,
+    VALIDATION,
+    Encoder,
+    expand_copies,
+    pack_group,
+)
 from curation.tokenizer import SpecialIds, obtain_tokenizer, sha256, tokenizer_bytes
 
 FORMAT, FORMAT_VERSION = "rawtext-token-shards", 1
@@ -56,7 +68,7 @@ def build_shards(curated_path: str, output_path: str, cfg: PipelineConfig) -> di
     splits, achieved = {}, {}
     for split in SPLITS:
         copies = _copies_fn(mixture if split == "train" else None, cfg.mixture.seed)
-        part = docs.map_batches(_in_split, batch_format="pyarrow", fn_kwargs=dict(validation=split != "train"))
+        part = docs.map_batches(_in_split, batch_format="pyarrow", fn_kwargs={"validation": split != "train"})
         splits[split], achieved[split] = _write_split(part, copies, split, fs, root, cfg.shards)
     manifest = {
         "format": FORMAT,
@@ -101,13 +113,14 @@ def _tokenize(curated_path: str, cfg: PipelineConfig, tokenizer_json: str, speci
     return ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files)).map_batches(
         _FileEncoder, batch_size=1, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.ray.workers or _cpus()),
-        fn_constructor_kwargs=dict(
-            curated_path=curated_path, storage_cfg=cfg.storage,
-            extra_columns=[cfg.shards.curriculum_column] if curriculum else [],
-            encoder=dict(tokenizer_json=tokenizer_json, eos_id=special.eos,
-                         bos_id=special.bos if cfg.tokenizer.add_bos else None,
-                         split_seed=cfg.shards.seed, validation_fraction=cfg.shards.validation_fraction,
-                         difficulty_column=cfg.shards.curriculum_column if curriculum else None)))
+        fn_constructor_kwargs={
+            "curated_path": curated_path, "storage_cfg": cfg.storage,
+            "extra_columns": [cfg.shards.curriculum_column] if curriculum else [],
+            "encoder": {
+                "tokenizer_json": tokenizer_json, "eos_id": special.eos,
+                "bos_id": special.bos if cfg.tokenizer.add_bos else None,
+                "split_seed": cfg.shards.seed, "validation_fraction": cfg.shards.validation_fraction,
+                "difficulty_column": cfg.shards.curriculum_column if curriculum else None}})
 
 
 class _FileEncoder:
@@ -193,11 +206,11 @@ def _write_split(docs, copies, split: str, fs, root: str, cfg: ShardsConfig) -> 
     if mixed == 0:  # an empty split (validation_fraction 0): no shards, no all-to-all on nothing
         return _split_entry([], 0), writer.tokens_by_cell()
     rows = (docs.map_batches(expand_copies, batch_format="pyarrow",
-                             fn_kwargs=dict(copies=copies, n_groups=n_groups, seed=cfg.seed))
+                             fn_kwargs={"copies": copies, "n_groups": n_groups, "seed": cfg.seed})
             .groupby(GROUP, num_partitions=min(n_groups, 4 * _cpus()))
             .map_groups(pack_group, batch_format="pyarrow",
-                        fn_kwargs=dict(seq_len=cfg.seq_len, cells=cells, segment_ids=cfg.segment_ids,
-                                       by_difficulty=curriculum)))
+                        fn_kwargs={"seq_len": cfg.seq_len, "cells": cells, "segment_ids": cfg.segment_ids,
+                                  "by_difficulty": curriculum}))
     rows = _with_order_key(rows, cfg)
     with tqdm(total=mixed // width, desc=f"{split} shards", unit="row") as progress:
         for batch in rows.sort(ORDER_KEY).iter_batches(batch_format="pyarrow", batch_size=None):
@@ -233,7 +246,7 @@ def _with_order_key(rows, cfg: ShardsConfig):
         keys = keys + (1 - keys) * unit(mix(hashes, cfg.seed))
     by_hash = np.argsort(hashes)
     return rows.map_batches(_lookup_key, batch_format="pyarrow",
-                            fn_kwargs=dict(hashes=hashes[by_hash], keys=keys[by_hash]))
+                            fn_kwargs={"hashes": hashes[by_hash], "keys": keys[by_hash]})
 
 
 def _release(quantile: np.ndarray, pacing: str, start: float) -> np.ndarray:

@@ -30,7 +30,7 @@ class SpecialIds:
     mask: int | None
 
     @classmethod
-    def of(cls, tokenizer: Tokenizer, cfg: TokenizerConfig) -> "SpecialIds":
+    def of(cls, tokenizer: Tokenizer, cfg: TokenizerConfig) -> SpecialIds:
         ids = cls(*(tokenizer.token_to_id(t) for t in (cfg.bos, cfg.eos, cfg.pad, cfg.mask)))
         if ids.eos is None:
             raise ConfigError(f"tokenizer.eos: the tokenizer has no token {cfg.eos!r}; set "

@@ -22,9 +22,9 @@ from curation.shards import FORMAT, FORMAT_VERSION
 _ID_TYPE = pa.int32()
 
 
-def verify(url: str, storage_cfg: StorageConfig = StorageConfig()) -> list[str]:
+def verify(url: str, storage_cfg: StorageConfig | None = None) -> list[str]:
     """Problems found in the shard directory at `url` ([] when it matches its manifest)."""
-    fs, root = storage.open_fs(url, storage_cfg)
+    fs, root = storage.open_fs(url, storage_cfg or StorageConfig())
     manifest_path = storage.join(root, "manifest.json")
     try:
         manifest = json.loads(fs.cat_file(manifest_path))
@@ -33,8 +33,8 @@ def verify(url: str, storage_cfg: StorageConfig = StorageConfig()) -> list[str]:
     except json.JSONDecodeError as e:
         return [f"{manifest_path}: not valid JSON ({e})"]
     if (manifest.get("format"), manifest.get("format_version")) != (FORMAT, FORMAT_VERSION):
-        return [f"{manifest_path}: format {manifest.get('format')!r} version "
-                f"{manifest.get('format_version')!r}, expected {FORMAT!r} version {FORMAT_VERSION}"]
+        return [(f"{manifest_path}: format {manifest.get('format')!r} version "
+                f"{manifest.get('format_version')!r}, expected {FORMAT!r} version {FORMAT_VERSION}")]
     width = manifest["seq_len"] + 1
     expected = {"input_ids": pa.list_(_ID_TYPE, width)}
     if manifest["segment_ids"]:

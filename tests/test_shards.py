@@ -3,6 +3,7 @@ tokenizer, split isolation, packing waste, mixture proportions, curriculum order
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -63,7 +64,7 @@ def whole_documents(root: Path, manifest: dict, split: str) -> list[str]:
     texts = []
     for row in ids:
         ends = np.flatnonzero(row == eos)
-        texts += [tokenizer.decode(row[a + 1:b].tolist()) for a, b in zip(ends[:-1], ends[1:])]
+        texts += [tokenizer.decode(row[a + 1:b].tolist()) for a, b in itertools.pairwise(ends)]
     return texts
 
 
@@ -131,7 +132,7 @@ def test_curriculum_puts_easy_rows_first_with_a_given_tokenizer(built, curated, 
     deciles = [per_row[i * tenth:(i + 1) * tenth].mean() for i in range(10)]
     easy_rows_at_the_end = per_row[-tenth:].max() >= np.median(per_row[:tenth])
     if pacing == "sorted":  # strictly easy to hard
-        assert all(b <= a + 0.1 for a, b in zip(deciles, deciles[1:])), deciles
+        assert all(b <= a + 0.1 for a, b in itertools.pairwise(deciles)), deciles
         assert not easy_rows_at_the_end
     else:  # rows released from the start are spread over the whole epoch
         assert easy_rows_at_the_end
