@@ -210,7 +210,7 @@ def _write_split(docs, copies, split: str, fs, root: str, cfg: ShardsConfig) -> 
             .groupby(GROUP, num_partitions=min(n_groups, 4 * _cpus()))
             .map_groups(pack_group, batch_format="pyarrow",
                         fn_kwargs={"seq_len": cfg.seq_len, "cells": cells, "segment_ids": cfg.segment_ids,
-                                  "by_difficulty": curriculum}))
+                                   "by_difficulty": curriculum}))
     rows = _with_order_key(rows, cfg)
     with tqdm(total=mixed // width, desc=f"{split} shards", unit="row") as progress:
         for batch in rows.sort(ORDER_KEY).iter_batches(batch_format="pyarrow", batch_size=None):
