@@ -3,12 +3,14 @@ tokenizer, split isolation, packing waste, mixture proportions, curriculum order
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
@@ -177,3 +179,25 @@ def test_shards_written_to_s3_match_the_local_ones(built, curated, ray_local, s3
     local = built[1]
     for shard in manifest["splits"]["train"]["shards"]:
         assert fs.cat_file(f"shards-test/run/shards/{shard['path']}") == (local / shard["path"]).read_bytes()
+
+
+def test_verify_reports_a_bad_schema_and_a_missing_manifest(built, tmp_path, capsys):
+    manifest, root, _ = built
+    broken = tmp_path / "broken"
+    shutil.copytree(root, broken)
+    shard = manifest["splits"]["train"]["shards"][0]
+    table = pq.read_table(broken / shard["path"])
+    wide = table.set_column(0, "input_ids", table.column("input_ids").cast(pa.list_(pa.int64(), SEQ_LEN + 1)))
+    pq.write_table(wide, broken / shard["path"])
+    edited = json.loads((broken / "manifest.json").read_text())
+    edited["splits"]["train"]["shards"][0]["sha256"] = hashlib.sha256((broken / shard["path"]).read_bytes()).hexdigest()
+    (broken / "manifest.json").write_text(json.dumps(edited))
+
+    assert verify.main([str(broken)]) == 1
+    out = capsys.readouterr().out
+    problem = next(line for line in out.splitlines() if line.startswith(f"{shard['path']}: bad schema"))
+    found, expected = problem.split(", expected ")
+    assert f"int64>[{SEQ_LEN + 1}]" in found and "int64" not in expected
+    assert "FAILED: 1 problem(s)" in out
+    assert verify.verify(str(tmp_path / "nowhere")) == [
+        f"{tmp_path / 'nowhere'}: no manifest.json (not a shard directory, or its run did not finish)"]
