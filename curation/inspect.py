@@ -15,6 +15,7 @@ import io
 import json
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as pds
 
 from curation import storage
@@ -25,9 +26,17 @@ SAMPLE_ROWS = 200_000  # rows read for plots and quantiles: enough for smooth hi
 
 
 def _dataset(fs, path: str):
+    """All part files of a directory; later phases add columns (dedup's `dup_*`), so the
+    schema is the union of the files', not the first file's."""
     if not fs.exists(path):
         return None
-    return pds.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
+    dataset = pds.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
+    schemas = [fragment.physical_schema for fragment in dataset.get_fragments()]
+    if not schemas:
+        return None
+    schema = pa.unify_schemas(schemas + [dataset.partitioning.schema]
+                              if dataset.partitioning else schemas)
+    return pds.dataset(path, schema=schema, filesystem=fs, format="parquet", partitioning="hive")
 
 
 def load_frames(output: str, storage_cfg: StorageConfig) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
@@ -153,10 +162,22 @@ def report_figures(stats: dict, curated: pd.DataFrame, rejected: pd.DataFrame) -
         fig.tight_layout()
         sections.append(("Score histograms (kept vs rejected)", _figure_html(fig)))
 
-    if "perplexity" in curated.columns or "perplexity" in rejected.columns:
-        from curation.lm.report import report_sections
-        scored = pd.concat([curated, rejected], ignore_index=True)
-        sections.extend((title, _figure_html(fig)) for title, fig in report_sections(scored))
+    both = pd.concat([curated, rejected], ignore_index=True)
+    if "perplexity" in both.columns and both["perplexity"].notna().any():
+        from curation.lm.report import report_sections, sample_by_bucket
+        sections.extend((title, _figure_html(fig)) for title, fig in report_sections(both))
+        sections.append(("Sample documents per perplexity bucket",
+                         sample_by_bucket(both).to_html(index=False, escape=True)))
+
+    if "dup_cluster_size" in both.columns and (both["dup_cluster_size"] > 1).any():
+        from curation.dedup.phase import example_clusters
+        rows = []
+        for cluster in example_clusters(both, both):
+            cells = "".join(f"<td><b>{'kept' if i == 0 else 'removed'}</b> {html.escape(doc_id)}<br>"
+                            f"{html.escape(text)}</td>" for i, (doc_id, text) in enumerate(cluster[:4]))
+            rows.append(f"<tr>{cells}</tr>")
+        sections.append(("Example duplicate clusters (kept document first)",
+                         f"<table border=1 cellpadding=4>{''.join(rows)}</table>"))
 
     if len(rejected):
         samples = rejected.groupby("reason").head(3)[["reason", "id", "text"]]

@@ -58,8 +58,9 @@ def prepare_output(fs, root: str, config: PipelineConfig) -> tuple[PipelineConfi
 def remove_stale_parts(fs, root: str, done: set[str]) -> int:
     """Delete Parquet parts of tasks that never committed their marker (an earlier run
     was interrupted), so a re-run never mixes partial outputs."""
-    stale = [p for p in fs.glob(storage.join(root, "**", "*.parquet"))
-             if "/shards/" not in p and part_task_id(p) not in done]
+    stale = [p for d in (CURATED, PREDEDUP, REJECTED)
+             for p in fs.glob(storage.join(root, d, "**", "*.parquet"))
+             if not p.rsplit("/", 1)[-1].startswith("dedup-") and part_task_id(p) not in done]
     for path in stale:
         fs.rm(path)
     return len(stale)
@@ -122,9 +123,9 @@ def run(config: PipelineConfig) -> dict:
     stats["failed_files"] = [{"path": m["path"], "error": m["error"]} for m in failed]
     stats["tasks"] = {"total": len(tasks), "done": len(markers), "failed": len(failed)}
     if config.dedup.enabled:
-        from curation.dedup.phase import run_dedup_phase
+        from curation.dedup_step import run_dedup_phase
         run_dedup_phase(fs, root, config, stats, source_dir=PREDEDUP, kept_dir=CURATED,
-                        rejected_dir=REJECTED)
+                        rejected_dir=REJECTED, redo=bool(todo))
     run_stats.reconcile(stats)
     stats["fingerprint"] = fingerprint
     stats["fitted"] = json.loads(fs.cat_file(storage.join(root, RUN_FILE)))["fitted"]

@@ -76,6 +76,19 @@ def record_final(stats: dict, table: pa.Table) -> None:
         merge(stats["by_source"].setdefault(source, {}), {f"{outcome}_docs": 1, f"{outcome}_chars": chars})
 
 
+def record_later_drops(stats: dict, dropped: pa.Table) -> None:
+    """Documents that a later phase (dedup) drops after they were counted as kept."""
+    for why, lang, source, chars in zip(
+            dropped.column("reason").to_pylist(), dropped.column("lang").to_pylist(),
+            dropped.column("source").to_pylist(), pc.utf8_length(dropped.column("text")).to_pylist()):
+        moved = {"docs": 1, "chars": chars or 0}
+        merge(stats["kept"], {k: -v for k, v in moved.items()})
+        merge(stats["rejected"].setdefault(why, {}), moved)
+        for key, group in (("by_lang", lang), ("by_source", source)):
+            merge(stats[key].setdefault(group, {}), {"kept_docs": -1, "kept_chars": -moved["chars"],
+                                                     "rejected_docs": 1, "rejected_chars": moved["chars"]})
+
+
 class ReconcileError(AssertionError):
     pass
 
