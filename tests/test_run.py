@@ -20,7 +20,9 @@ def inputs(tmp_path, shared_data):
              json.dumps(["a", "list"])]
     (bad / "mixed.jsonl").write_text("\n".join(lines) + "\n")
     (bad / "garbage.jsonl").write_bytes(bytes(range(256)) * 40)
-    (bad / "corrupt.jsonl.gz").write_bytes(gzip.compress(b'{"text": "x"}\n' * 100)[:60])
+    records = "".join(json.dumps({"text": f"record number {i}"}) + "\n" for i in range(5000))
+    compressed = gzip.compress(records.encode())
+    (bad / "corrupt.jsonl.gz").write_bytes(compressed[: len(compressed) // 2])  # truncated
     huge = tmp_path / "huge"
     huge.mkdir()
     (huge / "big.txt").write_text("word " * 10_000_000)  # a 50 MB single document
