@@ -58,3 +58,14 @@ def test_fingerprint_ignores_where_and_how_fast():
     b = parse_config({**MINIMAL, "run": {"output": "s3://b/x"}, "ray": {"workers": 7}})
     c = parse_config({**MINIMAL, "langid": {"min_score": 0.6}})
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_configuration_reference_is_current(capsys):
+    from pathlib import Path
+
+    from curation.run import config_doc
+
+    config_doc([])
+    generated = capsys.readouterr().out
+    committed = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    assert generated == committed, "docs/configuration.md is stale: run `python -m curation config-doc > docs/configuration.md`"
