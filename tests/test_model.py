@@ -43,7 +43,9 @@ def test_bidirectional_without_causal_flag():
     changed = ids.clone()
     changed[0, -1] = (changed[0, -1] + 1) % VOCAB
     with torch.no_grad():
-        assert not torch.allclose(model(ids, is_causal=False)[:, 0], model(changed, is_causal=False)[:, 0])
+        assert not torch.allclose(
+            model(ids, is_causal=False)[:, 0], model(changed, is_causal=False)[:, 0]
+        )
 
 
 def test_mask_with_causal_flag_combines_both():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_lm import MASK_ID, packed_rows, tiny_corpus, train  # noqa: F401 (tiny_corpus: fixture)
+from tiny_lm import MASK_ID, packed_rows, tiny_corpus_fixture, train  # noqa: F401
 
 from training.model import Transformer, model_config
 from training.objectives import IGNORE, CausalLM, MaskedLM, PrefixLM, make_objective
@@ -15,7 +15,9 @@ VOCAB = 512
 
 def tiny_model(vocab_size: int = VOCAB) -> Transformer:
     torch.manual_seed(0)
-    cfg = model_config(vocab_size=vocab_size, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64)
+    cfg = model_config(
+        vocab_size=vocab_size, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64
+    )
     return Transformer(cfg).eval()
 
 
@@ -43,12 +45,16 @@ def test_document_masking_isolates_documents():
     after = logits(model, objective.prepare(changed, segments))
     torch.testing.assert_close(before[:, 12:], after[:, 12:])
     # Without segment ids the same change reaches document B.
-    assert not torch.allclose(logits(model, objective.prepare(tokens))[:, 12:],
-                              logits(model, objective.prepare(changed))[:, 12:])
+    assert not torch.allclose(
+        logits(model, objective.prepare(tokens))[:, 12:],
+        logits(model, objective.prepare(changed))[:, 12:],
+    )
     # Within B, a later token still does not affect earlier ones.
     changed = tokens.clone()
     changed[0, 25:] = (changed[0, 25:] + 7) % VOCAB
-    torch.testing.assert_close(before[:, :25], logits(model, objective.prepare(changed, segments))[:, :25])
+    torch.testing.assert_close(
+        before[:, :25], logits(model, objective.prepare(changed, segments))[:, :25]
+    )
 
 
 def test_prefix_lm_is_bidirectional_in_the_prefix_and_causal_after():
@@ -56,7 +62,9 @@ def test_prefix_lm_is_bidirectional_in_the_prefix_and_causal_after():
     tokens = torch.randint(4, VOCAB, (1, 33))
     objective = PrefixLM(prefix_fraction=0.5)  # prefix = inputs[:16]
     batch = objective.prepare(tokens)
-    assert (batch.targets[0, :15] == IGNORE).all() and torch.equal(batch.targets[0, 15:], tokens[0, 16:])
+    assert (batch.targets[0, :15] == IGNORE).all() and torch.equal(
+        batch.targets[0, 15:], tokens[0, 16:]
+    )
 
     def logits_after_changing(position: int) -> torch.Tensor:
         changed = tokens.clone()
@@ -119,7 +127,12 @@ def test_each_objective_learns_tinystories(tiny_corpus, name):
     objective_name, _, use_segments = name.partition("+")
     kwargs = dict(mask_id=MASK_ID, vocab_size=VOCAB) if objective_name == "masked_lm" else {}
     objective = make_objective(objective_name, **kwargs)
-    losses = train(tiny_model(tokenizer.get_vocab_size()), objective, tokens,
-                   segments if use_segments else None, steps=60)
+    losses = train(
+        tiny_model(tokenizer.get_vocab_size()),
+        objective,
+        tokens,
+        segments if use_segments else None,
+        steps=60,
+    )
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.7 * first, losses

@@ -51,14 +51,17 @@ def packed_rows(
     return tokens, segments - segments[:, :1]
 
 
-@pytest.fixture(scope="session")
-def tiny_corpus(shared_data) -> tuple[Tokenizer, list[str]]:
-    """(tokenizer, paragraphs): import this fixture into a test module to use it."""
+@pytest.fixture(scope="session", name="tiny_corpus")
+def tiny_corpus_fixture(shared_data) -> tuple[Tokenizer, list[str]]:
+    """(tokenizer, paragraphs) as fixture `tiny_corpus`: import tiny_corpus_fixture into a
+    test module to use it."""
     paragraphs = tinystories_paragraphs(shared_data)
     return train_tokenizer(paragraphs), paragraphs
 
 
-def train(model, objective, tokens, segment_ids=None, steps: int = 40, lr: float = 3e-3) -> list[float]:
+def train(
+    model, objective, tokens, segment_ids=None, steps: int = 40, lr: float = 3e-3
+) -> list[float]:
     """Plain AdamW steps on the same batch; the loss of each step."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)

@@ -6,7 +6,13 @@ import importlib
 import sys
 
 # command -> (module, function, one-line help). Each function takes argv (list[str]).
-COMMANDS: dict[str, tuple[str, str, str]] = {}
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "export": ("training.export", "main", "export a model directory to Hugging Face format"),
+    "generate": ("training.generate", "main", "sample text from a model directory or export"),
+    "plot": ("training.plot", "main", "draw a run's training curves (metrics.jsonl) to PNG"),
+    "train": ("training.trainer", "train_command", "train or resume from a YAML config (Ray Train + DeepSpeed)"),
+    "warm-ops": ("training.trainer", "warm_ops_command", "build DeepSpeed's CPU ops once (make setup)"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,7 +51,9 @@ class ModelConfig:
         if self.dim % self.n_heads:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
+            raise ValueError(
+                f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}"
+            )
         if self.head_dim % 2:
             raise ValueError(f"head_dim {self.head_dim} must be even for rotary embeddings")
 
@@ -76,8 +78,9 @@ class ModelConfig:
 
 # llama2.c's TinyStories models (its README table) and a GPT-2-small-sized Llama.
 PRESETS: dict[str, dict] = {
-    "260K": dict(vocab_size=512, dim=64, n_layers=5, n_heads=8, n_kv_heads=4, multiple_of=4,
-                 max_seq_len=512),
+    "260K": dict(
+        vocab_size=512, dim=64, n_layers=5, n_heads=8, n_kv_heads=4, multiple_of=4, max_seq_len=512
+    ),
     "15M": dict(vocab_size=32000, dim=288, n_layers=6, n_heads=6, max_seq_len=256),
     "42M": dict(vocab_size=32000, dim=512, n_layers=8, n_heads=8, max_seq_len=1024),
     "110M": dict(vocab_size=32000, dim=768, n_layers=12, n_heads=12, max_seq_len=1024),
@@ -105,7 +108,9 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in fp32 (as HF Llama does) so bf16/fp16 training stays stable.
         x32 = x.float()
-        return self.weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
+        return self.weight * (
+            x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        ).type_as(x)
 
 
 def rotary_tables(head_dim: int, seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +145,11 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            is_causal=is_causal,
             dropout_p=self.dropout if self.training else 0.0,
             enable_gqa=self.n_kv_heads != self.n_heads,
         )
@@ -170,7 +179,9 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x, cos, sin, attn_mask, is_causal):
-        x = x + self.dropout(self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, is_causal))
+        x = x + self.dropout(
+            self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, is_causal)
+        )
         return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
 
@@ -236,7 +247,10 @@ class Transformer(nn.Module):
     def flops_per_token(self, seq_len: int) -> float:
         return self.config.flops_per_token(seq_len)
 
-def save_model(model: Transformer | dict[str, torch.Tensor], cfg: ModelConfig, directory: str | Path) -> Path:
+
+def save_model(
+    model: Transformer | dict[str, torch.Tensor], cfg: ModelConfig, directory: str | Path
+) -> Path:
     """Write `model.pt` (plain fp32 state dict) and `model_config.json` into directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
