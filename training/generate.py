@@ -12,6 +12,7 @@ when the shards add one, else after EOS (which ends every previous document).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -94,6 +95,12 @@ def main(argv: list[str]) -> int:
 
     tokenizer_json, entry = tokenizer_source(args.tokenizer or args.path)
     tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    if "eos_id" not in entry:
+        print(
+            f"note: {tokenizer_json} comes without special token ids: samples neither start "
+            "nor stop at document boundaries (pass --tokenizer SHARD_DIR)",
+            file=sys.stderr,
+        )
     model = load_any(args.path).to(args.device)
     start = [] if entry.get(start_key(entry)) is None else [entry[start_key(entry)]]
     prompt_ids = tokenizer.encode(args.prompt).ids
