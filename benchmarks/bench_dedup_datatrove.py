@@ -28,22 +28,27 @@ from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, M
 from datatrove.pipeline.dedup.minhash import MinhashConfig
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
+from datatrove.utils.hashing import HashConfig
 
-work, bands, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-cfg = MinhashConfig(n_grams=5, num_buckets=bands, hashes_per_bucket=rows, seed=1)
-logs = work + "/logs"
-signatures = LocalPipelineExecutor([JsonlReader(work + "/input"), MinhashDedupSignature(work + "/sigs", config=cfg)],
-                                   tasks=2, workers=2, logging_dir=logs + "/1")
-buckets = LocalPipelineExecutor([MinhashDedupBuckets(work + "/sigs", work + "/buckets", config=cfg)],
-                                tasks=bands, workers=2, logging_dir=logs + "/2", depends=signatures)
-clusters = LocalPipelineExecutor([MinhashDedupCluster(work + "/buckets", work + "/remove", config=cfg)],
-                                 tasks=1, logging_dir=logs + "/3", depends=buckets)
-filtered = LocalPipelineExecutor([JsonlReader(work + "/input"),
-                                  MinhashDedupFilter(work + "/remove", exclusion_writer=JsonlWriter(work + "/removed")),
-                                  JsonlWriter(work + "/kept")], tasks=2, workers=2, logging_dir=logs + "/4", depends=clusters)
-start = time.perf_counter()
-filtered.run()
-print(time.perf_counter() - start)
+if __name__ == "__main__":  # datatrove's workers re-import this file
+
+    work, bands, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    # sha1: the xxhash wheel that pip picks today rejects the str shingles datatrove passes
+    cfg = MinhashConfig(n_grams=5, num_buckets=bands, hashes_per_bucket=rows, seed=1,
+                        hash_config=HashConfig(hash_fc="sha1"))
+    logs = work + "/logs"
+    signatures = LocalPipelineExecutor([JsonlReader(work + "/input"), MinhashDedupSignature(work + "/sigs", config=cfg)],
+                                       tasks=2, workers=2, logging_dir=logs + "/1")
+    buckets = LocalPipelineExecutor([MinhashDedupBuckets(work + "/sigs", work + "/buckets", config=cfg)],
+                                    tasks=bands, workers=2, logging_dir=logs + "/2", depends=signatures)
+    clusters = LocalPipelineExecutor([MinhashDedupCluster(work + "/buckets", work + "/remove", config=cfg)],
+                                     tasks=1, logging_dir=logs + "/3", depends=buckets)
+    filtered = LocalPipelineExecutor([JsonlReader(work + "/input"),
+                                      MinhashDedupFilter(work + "/remove", exclusion_writer=JsonlWriter(work + "/removed")),
+                                      JsonlWriter(work + "/kept")], tasks=2, workers=2, logging_dir=logs + "/4", depends=clusters)
+    start = time.perf_counter()
+    filtered.run()
+    print(time.perf_counter() - start)
 """
 
 
@@ -82,7 +87,9 @@ def main() -> None:
     ray.shutdown()
 
     bands, rows = lsh_params(cfg)
-    run = subprocess.run([args.datatrove_python, "-c", DATATROVE_RUN, str(work), str(bands), str(rows)],
+    script = work / "run_datatrove.py"
+    script.write_text(DATATROVE_RUN)
+    run = subprocess.run([args.datatrove_python, str(script), str(work), str(bands), str(rows)],
                          capture_output=True, text=True)
     if run.returncode:
         sys.exit(f"datatrove failed:\n{run.stderr[-3000:]}")
