@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -425,7 +428,9 @@ def _format_errors(err: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
+def read_yaml_config(model: type[M], path: str | Path, overrides: list[str] = ()) -> M:
+    """Read a YAML file, apply `section.field=value` overrides, validate into `model`.
+    Shared by the pipeline and the training configs."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -437,11 +442,19 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
         raise ConfigError(f"config {path} must be a mapping of sections")
     for item in overrides:
         _apply_override(data, item)
-    return parse_config(data, origin=str(path))
+    return validate(model, data, origin=str(path))
+
+
+def validate(model: type[M], data: dict[str, Any], origin: str = "<dict>") -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, origin)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
+    return read_yaml_config(PipelineConfig, path, overrides)
 
 
 def parse_config(data: dict[str, Any], origin: str = "<dict>") -> PipelineConfig:
-    try:
-        return PipelineConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(_format_errors(e, origin)) from None
+    return validate(PipelineConfig, data, origin)
