@@ -20,6 +20,7 @@ echo "== 3/5 check the token shards against their manifest"
 $PY -m curation verify "$OUT/curation/shards"
 
 echo "== 4/5 train a small model on the shards (Ray Train + DeepSpeed, CPU)"
+rm -rf "$OUT/train"   # the demo trains from scratch; a real run resumes by rerunning
 $PY -m training train configs/train_demo.yaml | tee "$OUT/train.log"
 checkpoint=$(sed -n 's/^checkpoint: //p' "$OUT/train.log" | tail -1)
 $PY -m training plot "$(sed -n 's/^metrics: *//p' "$OUT/train.log" | tail -1 | xargs dirname)" || true

@@ -38,7 +38,7 @@ class ObjectiveSection(Section):
 
 
 class DataSection(Section):
-    manifest: str = Field("out/demo/shards/manifest.json",
+    manifest: str = Field("out/demo/curation/shards/manifest.json",
                           description="Token shard manifest.json (local path or s3://).")
     batch_size: int = Field(8, ge=1, description="Sequences per worker per micro-step.")
     grad_accum: int = Field(1, ge=1, description="Micro-steps accumulated per optimizer step.")

@@ -74,6 +74,15 @@ def train_command(argv: list[str]) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
+    from training.data import read_manifest
+
+    if "://" not in cfg.data.manifest:  # workers do not share the driver's working directory
+        cfg.data.manifest = str(Path(cfg.data.manifest).resolve())
+    try:
+        read_manifest(cfg.data.manifest)  # fail here, clearly, not in every worker retry
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     ensure_ray()
     result = fit(cfg)
     print(f"checkpoint: {result.checkpoint.path if result.checkpoint else None}")
