@@ -62,7 +62,9 @@ def tiny_config(shards: Path, storage: Path, **sections) -> TrainConfig:
     data = {
         "model": {"preset": None, "overrides": {"dim": 32, "n_layers": 2, "n_heads": 2}},
         "data": {"manifest": str(shards), "batch_size": 4, "prefetch_batches": 2},
-        "optim": {"lr": 3e-3, "warmup_steps": 2, "max_steps": 20},
+        # Constant after warmup, so a run stopped early (smaller max_steps) took the very
+        # steps of a longer one.
+        "optim": {"lr": 3e-3, "warmup_steps": 2, "max_steps": 20, "schedule": "wsd"},
         "precision": "fp32",
         "checkpoint": {"storage_path": str(storage), "name": "run", "every": 10, "keep": 2},
         "eval": {"every": 10, "max_batches": 2},
@@ -118,11 +120,21 @@ def test_zero2_trains_and_resumes_exactly(shards, ray_local, tmp_path):
 
     # Interrupted at step 10 (max_steps=10 ends the run there), then rerun to 20: resumes.
     resumed = tmp_path / "resumed"
-    fit(tiny_config(shards, resumed, zero__stage=2, optim__max_steps=10,
-                    optim__warmup_steps=2))
+    fit(tiny_config(shards, resumed, zero__stage=2, optim__max_steps=10))
     assert max(losses_by_step(resumed)) == 10
     fit(tiny_config(shards, resumed, zero__stage=2))
     again = losses_by_step(resumed)
     assert sorted(again) == list(range(1, 21))
     assert np.allclose([again[s] for s in range(1, 21)], [full[s] for s in range(1, 21)],
                        rtol=1e-5, atol=1e-6)
+
+
+def test_killed_worker_recovers_from_last_checkpoint(shards, ray_local, tmp_path):
+    from training.trainer import fit
+
+    fit(tiny_config(shards, tmp_path, zero__stage=3, failure__max_failures=1,
+                    failure__crash_at_step=13, optim__max_steps=16))
+    assert (tmp_path / "run" / "logs" / "crashed.marker").exists()
+    steps = [r["step"] for r in metrics(tmp_path) if "loss" in r]
+    # Steps 11-13 ran, the crash came, and the run went on from the step-10 checkpoint.
+    assert steps[-1] == 16 and steps.count(11) == 2 and steps.count(16) == 1

@@ -34,6 +34,16 @@ def lr_factor(step: int, optim: OptimSection) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def reapply_schedule(engine, optim: OptimSection) -> None:
+    """Set the learning rate of the next step from the schedule of *this* config: a
+    restored optimizer carries the rate its previous run's schedule chose (which differs
+    when, e.g., max_steps was raised to extend the run)."""
+    scheduler = engine.lr_scheduler
+    factor = lr_factor(scheduler.last_epoch, optim)
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = base * factor
+
+
 def merge(base: dict, override: dict) -> dict:
     """base with override merged in recursively (override wins)."""
     out = dict(base)

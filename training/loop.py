@@ -33,7 +33,7 @@ import torch.distributed as dist
 from training import checkpoint as ckpt
 from training.config import TrainConfig
 from training.data import Manifest, ShardStream, read_manifest
-from training.engine import build_engine
+from training.engine import build_engine, reapply_schedule
 from training.metrics import MetricsLog, StepTimer, detect_peak_flops
 from training.model import Transformer, model_config
 from training.objectives import Objective, make_objective
@@ -108,6 +108,7 @@ class Worker:
         self.engine = build_engine(cfg, model, self.use_gpu, load_universal=universal)
         if local:
             ckpt.restore(self.engine, local, self.state)
+            reapply_schedule(self.engine, cfg.optim)
             self.state.world_size = self.world
         self.last_checkpoint = ckpt.tag_for(self.state.step) if local else None
 
