@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from curation.config import ConfigError, Section, _apply_override, _format_errors
+from curation.config import Section, read_yaml_config
 
 
 class ModelSection(Section):
@@ -152,18 +151,4 @@ class TrainConfig(Section):
 
 def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     """Read a YAML file, apply `section.field=value` overrides, validate."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config {path} must be a mapping of sections")
-    for item in overrides:
-        _apply_override(data, item)
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(_format_errors(e, str(path))) from None
+    return read_yaml_config(TrainConfig, path, overrides)
