@@ -36,6 +36,9 @@ def fit(cfg: TrainConfig):
     storage = cfg.checkpoint.storage_path
     if "://" not in storage:
         storage = str(Path(storage).resolve())
+    if "://" not in cfg.data.manifest:  # workers do not share the driver's working directory
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
+            update={"manifest": str(Path(cfg.data.manifest).resolve())})})
     resources = {"CPU": cfg.scaling.cpus_per_worker}
     if cfg.scaling.use_gpu:
         resources["GPU"] = 1
@@ -76,8 +79,6 @@ def train_command(argv: list[str]) -> int:
         return 2
     from training.data import read_manifest
 
-    if "://" not in cfg.data.manifest:  # workers do not share the driver's working directory
-        cfg.data.manifest = str(Path(cfg.data.manifest).resolve())
     try:
         read_manifest(cfg.data.manifest)  # fail here, clearly, not in every worker retry
     except (FileNotFoundError, ValueError) as e:
