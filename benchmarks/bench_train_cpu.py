@@ -10,13 +10,12 @@ import argparse
 import json
 import tempfile
 import time
-from itertools import islice
 from pathlib import Path
 
 import torch
 
 from training.config import TrainConfig
-from training.data import ShardStream, read_manifest
+from training.data import read_manifest, read_rows, token_matrix
 from training.engine import lr_factor, param_groups
 from training.model import Transformer, model_config
 from training.objectives import make_objective
@@ -45,12 +44,18 @@ def plain_loop(cfg: TrainConfig, steps: int) -> float:
     opt = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=o.betas, eps=o.eps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, o))
     objective = make_objective("causal_lm")
-    stream = ShardStream(manifest, "train", cfg.data.batch_size, 0, 1)
+    batch_size, split = cfg.data.batch_size, manifest.splits["train"]
+    if split.rows[0] < steps * batch_size:
+        raise SystemExit(f"the first training shard has {split.rows[0]} rows; "
+                         f"{steps} steps need {steps * batch_size}")
+    tokens = torch.from_numpy(token_matrix(
+        read_rows(split.paths[0], 0, steps * batch_size, ["input_ids"]), "input_ids",
+        manifest.seq_len + 1).astype("int64"))
     half = steps // 2
-    for i, rows in enumerate(islice(stream, steps)):
+    for i in range(steps):
         if i == half:
             start = time.perf_counter()
-        batch = objective.prepare(rows["input_ids"])
+        batch = objective.prepare(tokens[i * batch_size:(i + 1) * batch_size])
         loss = objective.loss(model(batch.inputs, batch.attn_mask, batch.is_causal), batch.targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from training.config import TrainConfig
-from training.data import ShardStream, read_manifest
+from training.data import RankRows, rank_dataset, read_manifest, segments
 
 SEQ_LEN = 64
 
@@ -90,23 +90,47 @@ def losses_by_step(storage: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in metrics(storage) if "loss" in r}
 
 
-def test_stream_positions_are_exact(shards, ray_local):
+def rows_of(dataset) -> dict[str, np.ndarray]:
+    batches = list(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+    return {c: np.concatenate([b[c] for b in batches]) for c in batches[0]}
+
+
+def test_segments_cover_the_global_order(shards):
+    split = read_manifest(str(shards)).splits["train"]
+    total = split.total_rows
+    start, stop = total - 1500, total + 700  # across a shard end and the epoch end
+    covered = []
+    for seg in segments(split, start, stop, max_rows=300):
+        assert 0 < seg["end"] - seg["begin"] <= 300
+        shard = split.paths.index(seg["path"])
+        first = sum(split.rows[:shard])
+        assert seg["position"] % total == first + seg["begin"]
+        covered.extend(range(seg["position"], seg["position"] + seg["end"] - seg["begin"]))
+    assert covered == list(range(start, stop))
+
+
+def test_rank_datasets_split_global_batches_exactly(shards, ray_local):
+    import ray.data
+
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
     manifest = read_manifest(str(shards))
     total = manifest.splits["train"].total_rows
-    whole = [b["input_ids"] for b, _ in zip(ShardStream(manifest, "train", 8, 0, 1), range(6))]
+    whole = rows_of(rank_dataset(manifest, "train", RankRows(0, 8, 0, 1), 48))
+    assert np.array_equal(whole["position"], np.arange(48))
     # Two workers of 4 rows each split the same global batches, in order.
-    halves = [list(zip(ShardStream(manifest, "train", 4, r, 2), range(6))) for r in (0, 1)]
+    halves = [rows_of(rank_dataset(manifest, "train", RankRows(0, 4, r, 2), 48)) for r in (0, 1)]
     for g in range(6):
-        joined = np.concatenate([halves[0][g][0]["input_ids"], halves[1][g][0]["input_ids"]])
-        assert np.array_equal(joined, whole[g].numpy())
-    # Starting at a position (inside a later shard, and across the epoch end) continues exactly.
+        joined = np.concatenate([halves[0]["input_ids"][4 * g:4 * g + 4],
+                                 halves[1]["input_ids"][4 * g:4 * g + 4]])
+        assert np.array_equal(joined, whole["input_ids"][8 * g:8 * g + 8])
+    # Starting at a position inside the last shard continues exactly, across the epoch end.
     start = total - 3
-    resumed = next(iter(ShardStream(manifest, "train", 8, 0, 1, start=start)))["input_ids"]
-    first = next(iter(ShardStream(manifest, "train", 8, 0, 1)))["input_ids"]
-    table = pq.read_table(manifest.splits["train"].paths[-1])
-    tail = np.array(table.column("input_ids").to_pylist()[-3:])
-    assert np.array_equal(resumed[:3].numpy(), tail)
-    assert np.array_equal(resumed[3:].numpy(), first[:5].numpy())
+    resumed = rows_of(rank_dataset(manifest, "train", RankRows(start, 8, 0, 1), start + 8))
+    tail = np.array(pq.read_table(manifest.splits["train"].paths[-1]).column("input_ids")
+                    .to_pylist()[-3:])
+    assert np.array_equal(resumed["input_ids"][:3], tail)
+    assert np.array_equal(resumed["input_ids"][3:], whole["input_ids"][:5])
+    assert np.array_equal(resumed["position"], np.arange(start, start + 8))
 
 
 def test_zero2_trains_and_resumes_exactly(shards, ray_local, tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import posixpath
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -64,6 +65,21 @@ def save_checkpoint(engine, state: TrainState, tokenizer_path: str, directory: P
 
 def read_state(directory: Path) -> TrainState:
     return TrainState(**json.loads((directory / STATE_FILE).read_text()))
+
+
+def latest_state(run_path: str) -> TrainState | None:
+    """The state of the latest checkpoint Ray Train registered for the run stored at
+    run_path (the one `ray.train.get_checkpoint()` hands the workers); None before the first."""
+    import ray.train
+
+    try:
+        checkpoint = ray.train.Result.from_path(run_path).checkpoint
+    except RuntimeError:  # no run there yet
+        return None
+    if checkpoint is None:
+        return None
+    with checkpoint.filesystem.open_input_stream(posixpath.join(checkpoint.path, STATE_FILE)) as f:
+        return TrainState(**json.loads(f.read()))
 
 
 def needs_universal(state: TrainState, world_size: int) -> bool:

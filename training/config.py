@@ -42,7 +42,10 @@ class DataSection(Section):
     batch_size: int = Field(8, ge=1, description="Sequences per worker per micro-step.")
     grad_accum: int = Field(1, ge=1, description="Micro-steps accumulated per optimizer step.")
     seed: int = Field(1234, description="Seeds model init and the objectives' random masking.")
-    prefetch_batches: int = Field(4, ge=0, description="Parquet blocks read ahead of the step by a background thread.")
+    prefetch_batches: int = Field(4, ge=0, description="Batches Ray Data prepares ahead of the "
+                                  "step (iter_torch_batches).")
+    read_cpus: float = Field(0, ge=0, description="CPUs each Ray Data read task reserves. 0: reads "
+                             "run beside training workers that hold every CPU of their node.")
 
 
 class OptimSection(Section):

@@ -1,24 +1,29 @@
-"""Token shards -> per-worker batches, at an exact, resumable data position.
+"""Token shards -> per-worker batches through Ray Data, at an exact, resumable data position.
 
 The global order of training rows is the manifest's shard order, then row order inside
 each shard (the shard builder already shuffled them with a seeded permutation), repeated
-epoch after epoch. With W workers and B rows per worker per micro-step, micro-step g of
-the whole run covers global rows [g*B*W, (g+1)*B*W) and worker w takes the w-th block of
-B. So the position is one number, the count of sequences consumed; the trainer stores it
-in every checkpoint and a resumed run (even on another number of workers) continues at
-exactly that row.
+epoch after epoch. The data position is one number, `consumed`: the sequences all workers
+together have taken. From a start position, every global batch of B*W rows gives worker w
+its w-th block of B rows. The trainer stores `consumed` in every checkpoint, so a resumed
+run (even on another number of workers) continues at exactly that row.
 
-Why each worker reads its own stream instead of Ray Data's `streaming_split`: Ray Data
-hands blocks to whichever split consumer asks first, so which rows a worker gets depends
-on timing, and a dataset cannot start at an arbitrary row. Each worker instead reads the
-shard files in order with pyarrow, starting at the shard that holds its position, with a
-background thread reading `prefetch_batches` blocks ahead, and keeps its rows of each
-global batch. (A Ray Data read inside the worker was tried first: its file-listing and
-read tasks need CPUs that the training workers already hold, so on a fully booked cluster
-it waits forever.) The cost: every worker decodes all rows (W times the Parquet decoding
-of a split read). Token rows are small next to the compute they feed (a 124M model on one
-H100 eats ~2 MB/s of int32 tokens), so this is cheap; it is the price of exact,
-worker-count-independent positions.
+Why not `streaming_split`: Ray Data hands blocks to whichever split consumer asks first,
+so which rows a worker gets depends on timing, and a dataset cannot start at an arbitrary
+row. Instead every worker rank gets a dataset of its own (TorchTrainer `datasets`, none
+split): a list of row ranges of the shard files from the start position to the end of the
+run ("segments"), mapped by a Ray Data task that reads a range and keeps this rank's rows.
+The worker takes it with `get_dataset_shard` + `iter_torch_batches`, which prefetches.
+Ray Train builds the datasets (`worker_dataset`) at every start of the worker group (first
+start, restart after a failure, rerun of the command), from the data position of the
+latest checkpoint that Ray Train registered, the one the workers are about to load. Every
+row carries its position, and the worker checks it, so a disagreement fails loudly instead
+of training on the wrong rows.
+
+The cost: each rank's read tasks decode whole ranges (W times the Parquet decoding of a
+split read). Token rows are small next to the compute they feed (a 124M model on one H100
+eats ~2 MB/s of int32 tokens). Read tasks ask for `data.read_cpus` CPUs (default 0): the
+training workers usually hold every CPU of their node, and tasks that need a CPU would
+then wait forever.
 """
 
 from __future__ import annotations
@@ -26,9 +31,6 @@ from __future__ import annotations
 import bisect
 import json
 import posixpath
-import queue
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +38,9 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 FORMAT = "rawtext-token-shards"
+SEGMENT_BYTES = 8 << 20  # tokens read by one Ray Data task (before keeping this rank's rows)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class Manifest:
     tokenizer: dict
     tokenizer_path: str
     splits: dict[str, Split]
+
+    @property
+    def columns(self) -> list[str]:
+        return ["input_ids"] + (["segment_ids"] if self.segment_ids else [])
 
 
 def read_manifest(url: str) -> Manifest:
@@ -83,94 +89,114 @@ def read_manifest(url: str) -> Manifest:
                     data["tokenizer"], posixpath.join(root, data["tokenizer"]["path"]), splits)
 
 
-def _column_matrix(table: pa.Table, name: str, width: int) -> np.ndarray:
-    """A fixed_size_list<int32> column as an int64 [rows, width] array (torch embeddings
-    index with int64)."""
-    flat = table.column(name).combine_chunks().flatten().to_numpy()
-    return flat.reshape(-1, width).astype(np.int64)
+@dataclass(frozen=True)
+class RankRows:
+    """Which rows of the global order one worker takes: from position `start`, block
+    `rank` of every `world` blocks of `batch_size` rows."""
+
+    start: int
+    batch_size: int
+    rank: int
+    world: int
+
+    def mine(self, positions: np.ndarray) -> np.ndarray:
+        return (positions - self.start) // self.batch_size % self.world == self.rank
 
 
-class ShardStream:
-    """This worker's batches, from global position `start` (sequences consumed by all
-    workers together) onwards; `position` is where the next global batch starts.
+def segments(split: Split, start: int, stop: int, max_rows: int) -> list[dict]:
+    """Row ranges [begin, end) of the shard files that cover global positions [start, stop)
+    in order (wrapping around at the end of an epoch), none longer than max_rows."""
+    bounds = np.cumsum([0, *split.rows]).tolist()
+    out, position = [], start
+    while position < stop:
+        offset = position % split.total_rows
+        shard = bisect.bisect_right(bounds, offset) - 1
+        begin = offset - bounds[shard]
+        n = min(split.rows[shard] - begin, stop - position, max_rows)
+        out.append({"path": split.paths[shard], "begin": begin, "end": begin + n,
+                    "position": position})
+        position += n
+    return out
 
-    Yields dicts of int64 tensors: `input_ids` [B, seq_len+1] and, when the shards carry
-    them, `segment_ids`. Training streams repeat the data forever (epochs); a validation
-    stream (`repeat=False`) stops at the last full global batch.
-    """
 
-    def __init__(self, manifest: Manifest, split: str, batch_size: int, rank: int, world: int,
-                 start: int = 0, repeat: bool = True, prefetch_batches: int = 4):
-        if split not in manifest.splits or not manifest.splits[split].total_rows:
-            raise ValueError(f"{manifest.url}: no rows in split {split!r}")
-        self.manifest, self.split = manifest, manifest.splits[split]
-        self.batch_size, self.rank, self.world = batch_size, rank, world
-        self.position, self.repeat = start, repeat
-        self.prefetch_batches = prefetch_batches
-        self.columns = ["input_ids"] + (["segment_ids"] if manifest.segment_ids else [])
+def read_rows(path: str, begin: int, end: int, columns: list[str]) -> pa.Table:
+    """Rows [begin, end) of one shard file, reading only the row groups that hold them."""
+    with fsspec.open(path, "rb") as f:
+        parquet = pq.ParquetFile(f)
+        groups, first_row, row = [], None, 0
+        for g in range(parquet.num_row_groups):
+            n = parquet.metadata.row_group(g).num_rows
+            if row < end and row + n > begin:
+                groups.append(g)
+                first_row = row if first_row is None else first_row
+            row += n
+        table = parquet.read_row_groups(groups, columns=columns)
+    return table.slice(begin - first_row, end - begin)
 
-    def _files(self) -> Iterator[pa.Table]:
-        """Arrow record batches in global order from self.position, wrapping around epochs."""
-        offset = self.position % self.split.total_rows
-        first = bisect.bisect_right(np.cumsum(self.split.rows).tolist(), offset)
-        skip = offset - sum(self.split.rows[:first])
-        while True:
-            for path in self.split.paths[first:]:
-                with fsspec.open(path, "rb") as f:
-                    for batch in pq.ParquetFile(f).iter_batches(columns=self.columns):
-                        if skip >= batch.num_rows:
-                            skip -= batch.num_rows
-                            continue
-                        yield pa.Table.from_batches([batch]).slice(skip)
-                        skip = 0
-            if not self.repeat:
-                return
-            first = 0
 
-    def _blocks(self) -> Iterator[pa.Table]:
-        """_files, read ahead by a background thread (`prefetch_batches` blocks)."""
-        done = object()
-        ahead: queue.Queue = queue.Queue(maxsize=max(1, self.prefetch_batches))
-        stop = threading.Event()
+def token_matrix(table: pa.Table, name: str, width: int) -> np.ndarray:
+    """A fixed_size_list<int32> column as an int32 [rows, width] array."""
+    return table.column(name).combine_chunks().flatten().to_numpy().reshape(-1, width)
 
-        def read() -> None:
-            try:
-                for block in self._files():
-                    while not stop.is_set():
-                        try:
-                            ahead.put(block, timeout=0.5)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                ahead.put(done)
-            except BaseException as e:  # surfaced in the consumer, never lost
-                ahead.put(e)
 
-        threading.Thread(target=read, daemon=True, name="shard-prefetch").start()
-        try:
-            while (block := ahead.get()) is not done:
-                if isinstance(block, BaseException):
-                    raise block
-                yield block
-        finally:
-            stop.set()
+def read_segments(batch: dict[str, np.ndarray], rows: RankRows, columns: list[str],
+                  width: int) -> dict[str, np.ndarray]:
+    """Ray Data map: segment descriptors -> this rank's rows, with their global positions."""
+    out: dict[str, list[np.ndarray]] = {c: [] for c in ["position", *columns]}
+    for path, begin, end, position in zip(batch["path"], batch["begin"], batch["end"],
+                                          batch["position"]):
+        table = read_rows(str(path), int(begin), int(end), columns)
+        positions = int(position) + np.arange(int(end) - int(begin), dtype=np.int64)
+        keep = rows.mine(positions)
+        out["position"].append(positions[keep])
+        for c in columns:
+            out[c].append(token_matrix(table, c, width)[keep])
+    return {c: np.concatenate(parts) for c, parts in out.items()}
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        width = self.manifest.seq_len + 1
-        global_batch = self.batch_size * self.world
-        pending: list[pa.Table] = []
-        pending_rows = 0
-        for block in self._blocks():
-            pending.append(block)
-            pending_rows += block.num_rows
-            if pending_rows < global_batch:
-                continue
-            table = pa.concat_tables(pending)
-            while table.num_rows >= global_batch:
-                mine = table.slice(self.rank * self.batch_size, self.batch_size)
-                table = table.slice(global_batch)
-                self.position += global_batch
-                yield {c: torch.from_numpy(_column_matrix(mine, c, width)) for c in self.columns}
-            pending, pending_rows = [table], table.num_rows
+
+def rank_dataset(manifest: Manifest, split: str, rows: RankRows, stop: int,
+                 read_cpus: float = 0):
+    """A Ray Data dataset of this rank's rows of `split` for global positions
+    [rows.start, stop), in order (the trainer runs it with preserve_order)."""
+    import ray.data
+
+    if split not in manifest.splits or not manifest.splits[split].total_rows:
+        raise ValueError(f"{manifest.url}: no rows in split {split!r}")
+    width = manifest.seq_len + 1
+    max_rows = max(rows.batch_size * rows.world, SEGMENT_BYTES // (4 * width))
+    items = segments(manifest.splits[split], rows.start, stop, max_rows)
+    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        read_segments, batch_size=1, batch_format="numpy", num_cpus=read_cpus,
+        fn_kwargs={"rows": rows, "columns": manifest.columns, "width": width})
+
+
+def dataset_name(split: str, rank: int) -> str:
+    return f"{split}_rank{rank}"
+
+
+def validation_batch_count(cfg, manifest: Manifest) -> int:
+    """Validation batches per worker per evaluation: the same count on every worker (ZeRO-3's
+    gathered forward needs it), at most eval.max_batches."""
+    split = manifest.splits.get("validation")
+    rows = split.total_rows if split else 0
+    return min(cfg.eval.max_batches, rows // (cfg.data.batch_size * cfg.scaling.num_workers))
+
+
+def worker_dataset(cfg, run_path: str, split: str, rank: int):
+    """Worker `rank`'s dataset of `split` (the trainer hands Ray Train this factory, which
+    calls it at every start of the worker group). Training rows start at the data position
+    of the run's latest registered checkpoint and last to the end of the run, plus 10% for
+    batches the loss guard skips; validation rows are the first batches of the split."""
+    from training.checkpoint import latest_state
+
+    manifest = read_manifest(cfg.data.manifest)
+    world, batch = cfg.scaling.num_workers, cfg.data.batch_size
+    if split == "train":
+        state = latest_state(run_path)
+        start, step = (state.consumed, state.step) if state else (0, 0)
+        micro_steps = (cfg.optim.max_steps - step) * cfg.data.grad_accum
+        stop = start + (micro_steps + micro_steps // 10 + 1) * batch * world
+    else:
+        start, stop = 0, validation_batch_count(cfg, manifest) * batch * world
+    return rank_dataset(manifest, split, RankRows(start, batch, rank, world), stop,
+                        cfg.data.read_cpus)

@@ -24,7 +24,7 @@ import math
 import os
 import tempfile
 import time
-from itertools import islice
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from training import checkpoint as ckpt
 from training.config import TrainConfig
-from training.data import Manifest, ShardStream, read_manifest
+from training.data import Manifest, dataset_name, read_manifest, validation_batch_count
 from training.engine import build_engine, reapply_schedule
 from training.metrics import MetricsLog, StepTimer, detect_peak_flops
 from training.model import Transformer, model_config
@@ -141,15 +141,39 @@ class Worker:
         self.engine.train()
         return self.all_mean(total / len(batches))
 
+    def batches(self, split: str) -> Iterator[dict[str, torch.Tensor]]:
+        """This worker's batches of `split`, streamed by Ray Data (training/data.py)."""
+        import ray.train
+
+        shard = ray.train.get_dataset_shard(dataset_name(split, self.rank))
+        return iter(shard.iter_torch_batches(
+            batch_size=self.cfg.data.batch_size, prefetch_batches=self.cfg.data.prefetch_batches,
+            # Kept on the host (pinned for a fast async copy) so that checking the position
+            # does not wait for the device.
+            dtypes=torch.int64, device="cpu", pin_memory=self.use_gpu, drop_last=True))
+
     def validation_batches(self) -> list[dict[str, torch.Tensor]]:
-        split = self.manifest.splits.get("validation")
-        global_batch = self.cfg.data.batch_size * self.world
-        n = min(self.cfg.eval.max_batches, (split.total_rows if split else 0) // global_batch)
-        if n == 0:
+        """Read once, kept: every evaluation scores the same rows."""
+        if not validation_batch_count(self.cfg, self.manifest):
             return []
-        stream = ShardStream(self.manifest, "validation", self.cfg.data.batch_size, self.rank,
-                             self.world, repeat=False)
-        return list(islice(stream, n))
+        return list(self.batches("validation"))
+
+    def next_train_batch(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The next micro-batch, checked against the data position: Ray Data must deliver
+        exactly the rows this worker's share of the global order holds."""
+        try:
+            rows = next(batches)
+        except StopIteration:
+            raise RuntimeError(
+                f"step {self.state.step}: the planned training rows ran out after "
+                f"{self.state.skipped_steps} skipped batches (the plan allows 10% of the run's "
+                "batches to be skipped by the loss guard)") from None
+        expected = self.state.consumed + self.rank * self.cfg.data.batch_size
+        if int(rows["position"][0]) != expected:
+            raise RuntimeError(f"data position mismatch on rank {self.rank}: got row "
+                               f"{int(rows['position'][0])}, expected {expected}")
+        self.state.consumed += self.cfg.data.batch_size * self.world
+        return rows
 
     def save(self) -> Path:
         directory = Path(tempfile.mkdtemp(prefix="rt-save-"))
@@ -187,9 +211,7 @@ class Worker:
     def run(self) -> None:
         cfg = self.cfg
         accum, seq_len = cfg.data.grad_accum, self.manifest.seq_len
-        stream = ShardStream(self.manifest, "train", cfg.data.batch_size, self.rank, self.world,
-                             start=self.state.consumed, prefetch_batches=cfg.data.prefetch_batches)
-        rows_iter = iter(stream)
+        train_batches = self.batches("train")
         val_batches = self.validation_batches()
         guard = LossGuard(cfg.guard.spike_factor, cfg.guard.max_bad_steps, cfg.guard.warmup_steps)
         peak = cfg.metrics.peak_flops or detect_peak_flops(
@@ -205,10 +227,9 @@ class Worker:
             losses = []
             while len(losses) < accum:
                 waited = time.perf_counter()
-                rows = next(rows_iter)
+                rows = self.next_train_batch(train_batches)
                 timer.waited(time.perf_counter() - waited)
                 loss = self.forward_loss(self.batch_on_device(rows, self.state.step, len(losses)))
-                self.state.consumed = stream.position
                 mean_loss = self.all_mean(loss.item())
                 if guard.is_bad(mean_loss):  # skip: no backward, the batch leaves no trace
                     self.state.skipped_steps += 1

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import posixpath
 import sys
+from functools import partial
 from pathlib import Path
 
 from curation.config import ConfigError
@@ -29,8 +31,10 @@ def log_dir_for(cfg: TrainConfig) -> str:
 def fit(cfg: TrainConfig):
     """Run (or resume) training; returns Ray Train's Result."""
     import ray.train
+    from ray.data import ExecutionOptions
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from training.data import dataset_name, read_manifest, validation_batch_count, worker_dataset
     from training.loop import train_loop_per_worker
 
     storage = cfg.checkpoint.storage_path
@@ -39,12 +43,22 @@ def fit(cfg: TrainConfig):
     if "://" not in cfg.data.manifest:  # workers do not share the driver's working directory
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
             update={"manifest": str(Path(cfg.data.manifest).resolve())})})
+    run_path = posixpath.join(storage, cfg.checkpoint.name)
+    manifest = read_manifest(cfg.data.manifest)
+    splits = ["train"] + (["validation"] if validation_batch_count(cfg, manifest) else [])
+    # Factories, not datasets: Ray Train calls them at every worker-group start, so each
+    # start reads from the data position of the checkpoint it resumes (training/data.py).
+    datasets = {dataset_name(split, rank): partial(worker_dataset, cfg, run_path, split, rank)
+                for split in splits for rank in range(cfg.scaling.num_workers)}
     resources = {"CPU": cfg.scaling.cpus_per_worker}
     if cfg.scaling.use_gpu:
         resources["GPU"] = 1
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"train": cfg.model_dump(mode="json"), "log_dir": log_dir_for(cfg)},
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(
+            datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True)),
         torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers,
                                                use_gpu=cfg.scaling.use_gpu,
