@@ -5,7 +5,7 @@ A checkpoint directory holds
   latest                    DeepSpeed's pointer to <tag>
   model.pt, model_config.json   consolidated plain PyTorch weights (training/model.py's
                             `save_model`), what export and generate read
-  tokenizer.json            copy of the shards' tokenizer
+  tokenizer.json, tokenizer_config.json   the shards' tokenizer and its special tokens
   train_state.json          step, sequences consumed, world size, manifest
 
 Every rank writes its files into its own local directory and reports it with
@@ -27,8 +27,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import fsspec
-
+from training.export import write_tokenizer
 from training.model import save_model
 
 STATE_FILE = "train_state.json"
@@ -40,14 +39,16 @@ class TrainState:
     consumed: int  # training sequences consumed by all workers together (the data position)
     world_size: int
     manifest: str
-    skipped_steps: int = 0  # updates skipped by the loss guard so far
+    skipped_steps: int = 0  # micro-batches skipped by the loss guard so far
+    rollbacks: int = 0  # reloads of the last checkpoint by the loss guard so far
 
 
 def tag_for(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def save_checkpoint(engine, state: TrainState, tokenizer_path: str, directory: Path) -> None:
+def save_checkpoint(engine, state: TrainState, tokenizer_path: str, tokenizer_entry: dict,
+                    directory: Path) -> None:
     """Write this rank's part of a checkpoint of `engine` at `state` into directory
     (collective: every rank calls it)."""
     engine.save_checkpoint(str(directory), tag=tag_for(state.step))
@@ -58,8 +59,7 @@ def save_checkpoint(engine, state: TrainState, tokenizer_path: str, directory: P
         weights = model.state_dict()
     if engine.global_rank == 0:
         save_model(weights, model.config, directory)
-        with fsspec.open(tokenizer_path, "rb") as src:
-            (directory / "tokenizer.json").write_bytes(src.read())
+        write_tokenizer(tokenizer_path, tokenizer_entry, directory)
         (directory / STATE_FILE).write_text(json.dumps(asdict(state), indent=2) + "\n")
 
 
@@ -67,15 +67,20 @@ def read_state(directory: Path) -> TrainState:
     return TrainState(**json.loads((directory / STATE_FILE).read_text()))
 
 
-def latest_state(run_path: str) -> TrainState | None:
-    """The state of the latest checkpoint Ray Train registered for the run stored at
-    run_path (the one `ray.train.get_checkpoint()` hands the workers); None before the first."""
+def latest_checkpoint(run_path: str, filesystem=None):
+    """The latest checkpoint Ray Train registered for the run stored at run_path (the one
+    a starting worker group gets from `ray.train.get_checkpoint()`); None before the first."""
     import ray.train
 
     try:
-        checkpoint = ray.train.Result.from_path(run_path).checkpoint
+        return ray.train.Result.from_path(run_path, storage_filesystem=filesystem).checkpoint
     except RuntimeError:  # no run there yet
         return None
+
+
+def latest_state(run_path: str) -> TrainState | None:
+    """The TrainState of latest_checkpoint(run_path), read in place."""
+    checkpoint = latest_checkpoint(run_path)
     if checkpoint is None:
         return None
     with checkpoint.filesystem.open_input_stream(posixpath.join(checkpoint.path, STATE_FILE)) as f:

@@ -13,8 +13,9 @@ decides alike) is NaN/inf or exceeds `guard.spike_factor` times the running mean
 checked before backward, so a bad batch is skipped without a trace in the gradients or
 DeepSpeed's counters (counted as `skipped_steps`; with accumulation the next batch takes
 its place). After `guard.max_bad_steps` bad batches in a row the model and optimizer are
-reloaded from the last checkpoint while the data stream keeps going, so the batches that
-caused the trouble are not replayed. (A NaN that appears only in the gradients, not in the
+reloaded from the latest registered checkpoint (counted as `rollbacks`; the gradients of a
+partly accumulated step are dropped) while the data stream keeps going, so the batches
+that caused the trouble are not replayed. (A NaN that appears only in the gradients, not in the
 loss, is left to DeepSpeed: fp16 loss scaling skips such steps itself.)
 """
 
@@ -110,7 +111,6 @@ class Worker:
             ckpt.restore(self.engine, local, self.state)
             reapply_schedule(self.engine, cfg.optim)
             self.state.world_size = self.world
-        self.last_checkpoint = ckpt.tag_for(self.state.step) if local else None
 
     # ------------------------------------------------------------------ pieces
 
@@ -166,8 +166,9 @@ class Worker:
         except StopIteration:
             raise RuntimeError(
                 f"step {self.state.step}: the planned training rows ran out after "
-                f"{self.state.skipped_steps} skipped batches (the plan allows 10% of the run's "
-                "batches to be skipped by the loss guard)") from None
+                f"{self.state.skipped_steps} skipped batches and {self.state.rollbacks} "
+                "rollbacks (the plan holds twice the run's batches); rerun to resume with "
+                "a new plan") from None
         expected = self.state.consumed + self.rank * self.cfg.data.batch_size
         if int(rows["position"][0]) != expected:
             raise RuntimeError(f"data position mismatch on rank {self.rank}: got row "
@@ -177,25 +178,29 @@ class Worker:
 
     def save(self) -> Path:
         directory = Path(tempfile.mkdtemp(prefix="rt-save-"))
-        ckpt.save_checkpoint(self.engine, self.state, self.manifest.tokenizer_path, directory)
-        self.last_checkpoint = ckpt.tag_for(self.state.step)
+        ckpt.save_checkpoint(self.engine, self.state, self.manifest.tokenizer_path,
+                             self.manifest.tokenizer, directory)
         return directory
 
-    def roll_back(self) -> None:
-        """Reload the last checkpoint's model and optimizer; the data position stays."""
+    def roll_back(self, partial_micro_batches: int) -> None:
+        """Reload the last checkpoint's model and optimizer; the data position stays. The
+        gradients of this step's `partial_micro_batches` (backward done, no update yet) are
+        discarded, and DeepSpeed's micro-step count with them, so the next step accumulates
+        from scratch."""
         import ray.train
 
-        if self.last_checkpoint is None:
+        storage = ray.train.get_context().get_storage()
+        stored = ckpt.latest_checkpoint(storage.experiment_fs_path, storage.storage_filesystem)
+        if stored is None:
             raise RuntimeError(f"loss guard: {self.cfg.guard.max_bad_steps} bad steps in a row at "
                                f"step {self.state.step} and no checkpoint to roll back to")
-        storage = ray.train.get_context().get_storage()
-        stored = ray.train.Checkpoint(
-            path=os.path.join(storage.experiment_fs_path, self.last_checkpoint),
-            filesystem=storage.storage_filesystem)
         local = ckpt.fetch(stored)
         saved = ckpt.read_state(local)
         ckpt.restore(self.engine, local, saved)
+        self.engine.optimizer.zero_grad()
+        self.engine.micro_steps -= partial_micro_batches
         self.state.step, self.state.world_size = saved.step, self.world
+        self.state.rollbacks += 1
 
     def maybe_crash(self) -> None:
         """Testing only (failure.crash_at_step): one worker process dies once."""
@@ -234,7 +239,8 @@ class Worker:
                 if guard.is_bad(mean_loss):  # skip: no backward, the batch leaves no trace
                     self.state.skipped_steps += 1
                     if guard.record(mean_loss, bad=True):
-                        self.roll_back()
+                        self.roll_back(partial_micro_batches=len(losses))
+                        losses.clear()
                     continue
                 guard.record(mean_loss, bad=False)
                 self.engine.backward(loss)
@@ -256,6 +262,7 @@ class Worker:
                           "mfu": self.flops_per_token * tokens_per_s / (peak * self.world),
                           "data_wait_frac": self.all_mean(wait_frac),
                           "skipped_steps": self.state.skipped_steps,
+                          "rollbacks": self.state.rollbacks,
                           "elapsed_s": time.perf_counter() - started}
                 timer.reset()
                 window_steps = 0
