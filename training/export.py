@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
+import fsspec
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -123,12 +123,15 @@ def token_key(id_key: str) -> str:
     return id_key.replace("_id", "_token")
 
 
-def write_tokenizer(tokenizer_json: Path, entry: dict, out: Path) -> None:
-    """tokenizer.json plus the tokenizer_config.json that lets AutoTokenizer load it."""
+def write_tokenizer(tokenizer_json: str | Path, entry: dict, out: Path) -> None:
+    """Into out: tokenizer.json (from a local path or s3://) plus the tokenizer_config.json
+    that names its special tokens, so AutoTokenizer and `generate` know them."""
     from tokenizers import Tokenizer
 
-    shutil.copyfile(tokenizer_json, out / "tokenizer.json")
-    tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    with fsspec.open(str(tokenizer_json), "rb") as f:
+        data = f.read()
+    (out / "tokenizer.json").write_bytes(data)
+    tokenizer = Tokenizer.from_str(data.decode())
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "add_bos_token": entry.get("add_bos", False),
