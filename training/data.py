@@ -185,8 +185,10 @@ def validation_batch_count(cfg, manifest: Manifest) -> int:
 def worker_dataset(cfg, run_path: str, split: str, rank: int):
     """Worker `rank`'s dataset of `split` (the trainer hands Ray Train this factory, which
     calls it at every start of the worker group). Training rows start at the data position
-    of the run's latest registered checkpoint and last to the end of the run, plus 10% for
-    batches the loss guard skips; validation rows are the first batches of the split."""
+    of the run's latest registered checkpoint and cover twice the rest of the run: the
+    second half is for batches the loss guard skips or replays after a rollback (the plan
+    is only a list of row ranges; rows are read as the worker takes them). Validation rows
+    are the first batches of the split."""
     from training.checkpoint import latest_state
 
     manifest = read_manifest(cfg.data.manifest)
@@ -195,7 +197,7 @@ def worker_dataset(cfg, run_path: str, split: str, rank: int):
         state = latest_state(run_path)
         start, step = (state.consumed, state.step) if state else (0, 0)
         micro_steps = (cfg.optim.max_steps - step) * cfg.data.grad_accum
-        stop = start + (micro_steps + micro_steps // 10 + 1) * batch * world
+        stop = start + 2 * micro_steps * batch * world
     else:
         start, stop = 0, validation_batch_count(cfg, manifest) * batch * world
     return rank_dataset(manifest, split, RankRows(start, batch, rank, world), stop,
