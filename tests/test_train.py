@@ -188,6 +188,9 @@ def test_zero2_trains_and_resumes_exactly(shards, zero2_runs, tmp_path):
     assert sorted(again) == list(range(1, 21))
     assert np.allclose([again[s] for s in range(1, 21)], [full[s] for s in range(1, 21)],
                        rtol=1e-5, atol=1e-6)
+    # The run is complete: one more rerun trains nothing.
+    fit(tiny_config(shards, resumed, zero__stage=2))
+    assert losses_by_step(resumed) == again
 
 
 def test_resume_on_one_worker_from_a_two_worker_checkpoint(shards, zero2_runs, tmp_path):

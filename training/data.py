@@ -197,7 +197,7 @@ def worker_dataset(cfg, run_path: str, split: str, rank: int):
         state = latest_state(run_path)
         start, step = (state.consumed, state.step) if state else (0, 0)
         micro_steps = (cfg.optim.max_steps - step) * cfg.data.grad_accum
-        stop = start + 2 * micro_steps * batch * world
+        stop = start + 2 * max(micro_steps, 1) * batch * world  # >= 1 batch: from_items needs one
     else:
         start, stop = 0, validation_batch_count(cfg, manifest) * batch * world
     return rank_dataset(manifest, split, RankRows(start, batch, rank, world), stop,
