@@ -4,7 +4,6 @@ real engines (one gloo process) stepping in each precision / ZeRO / offload comb
 from __future__ import annotations
 
 import json
-import os
 import socket
 
 import pytest
@@ -72,16 +71,12 @@ def process_group():
         port = s.getsockname()[1]
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0",
            "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    dist.init_process_group("gloo", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        dist.init_process_group("gloo", rank=0, world_size=1)
+        yield
+        dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("precision,zero,checkpointing", [
