@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from training.checkpoint import latest_state
+from training.checkpoint import latest_checkpoint, latest_state
 from training.config import TrainConfig
 from training.data import RankRows, rank_dataset, read_manifest, segments
 
@@ -191,6 +191,13 @@ def test_zero2_trains_and_resumes_exactly(shards, zero2_runs, tmp_path):
     # The run is complete: one more rerun trains nothing.
     fit(tiny_config(shards, resumed, zero__stage=2))
     assert losses_by_step(resumed) == again
+
+    # The final checkpoint exports with its own tokenizer and special tokens.
+    from training.export import export
+
+    hf = export(latest_checkpoint(str(resumed / "run")).path, tmp_path / "hf")
+    tokenizer_config = json.loads((hf / "tokenizer_config.json").read_text())
+    assert (tokenizer_config["eos_token"], tokenizer_config["mask_token"]) == ("<eos>", "<mask>")
 
 
 def test_resume_on_one_worker_from_a_two_worker_checkpoint(shards, zero2_runs, tmp_path):

@@ -147,6 +147,8 @@ def export(model_dir: str | Path, out: str | Path, tokenizer: str | Path | None 
     model = load_model(model_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if tokenizer is None and (Path(model_dir) / "tokenizer.json").is_file():
+        tokenizer = model_dir  # a checkpoint carries its tokenizer
     tokenizer_json, entry = tokenizer_source(tokenizer) if tokenizer else (None, {})
     # safetensors refuses tensors that share memory: clone each one.
     state = {
@@ -182,7 +184,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--tokenizer",
         help="tokenizer.json, or the shards' manifest.json / directory "
-        "(also gives the special token ids)",
+        "(also gives the special token ids); default: the checkpoint's own",
     )
     args = parser.parse_args(argv)
     out = export(args.model_dir, args.out, args.tokenizer)
