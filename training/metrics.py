@@ -6,9 +6,10 @@ MFU = model FLOPs per token (Transformer.flops_per_token, the one formula) * tok
 else from the detected device:
 - GPUs: the vendor's dense bf16/fp16 tensor-core peak (table below); fp32 runs use TF32,
   counted at half of it.
-- CPUs: an estimate, cores * clock * FLOPs per cycle per core for the widest FMA unit the
-  CPU advertises (AVX-512: 64 fp32 FLOPs/cycle, AVX2: 32, else 8). It is an upper bound
-  rarely reached; CPU MFU is for comparing runs, not for absolute claims.
+- CPUs: an estimate, cores * clock * FLOPs per cycle per core for the widest unit the CPU
+  advertises for the run's precision (bf16 on AMX: 1024 FLOPs/cycle; fp32 or no AMX:
+  AVX-512 64, AVX2 32, else 8). It is an upper bound rarely reached; CPU MFU is for
+  comparing runs, not for absolute claims.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ GPU_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "
                  "L40S": 362e12, "4090": 165e12}
 
 
-def cpu_peak_flops(cores: int) -> float:
+def cpu_peak_flops(cores: int, precision: str) -> float:
     flags, mhz = "", 0.0
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -35,14 +36,17 @@ def cpu_peak_flops(cores: int) -> float:
                 mhz = float(line.split(":")[1])
     except OSError:
         pass
-    per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 8
+    if precision == "bf16" and "amx_bf16" in flags:
+        per_cycle = 1024
+    else:
+        per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 8
     return cores * (mhz or 2000.0) * 1e6 * per_cycle
 
 
 def detect_peak_flops(use_gpu: bool, precision: str, cores: int) -> float:
     """Peak FLOP/s of one worker's device (see the module doc)."""
     if not use_gpu:
-        return cpu_peak_flops(cores)
+        return cpu_peak_flops(cores, precision)
     name = torch.cuda.get_device_name()
     peak = next((v for k, v in GPU_PEAK_BF16.items() if k in name), None)
     if peak is None:
