@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -109,6 +110,7 @@ class Worker:
         self.engine = build_engine(cfg, model, self.use_gpu, load_universal=universal)
         if local:
             ckpt.restore(self.engine, local, self.state)
+            shutil.rmtree(local)
             reapply_schedule(self.engine, cfg.optim)
             self.state.world_size = self.world
 
@@ -197,6 +199,7 @@ class Worker:
         local = ckpt.fetch(stored)
         saved = ckpt.read_state(local)
         ckpt.restore(self.engine, local, saved)
+        shutil.rmtree(local)
         self.engine.optimizer.zero_grad()
         self.engine.micro_steps -= partial_micro_batches
         self.state.step, self.state.world_size = saved.step, self.world
