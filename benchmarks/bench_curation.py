@@ -43,12 +43,12 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     args = parser.parse_args()
 
+    from curation import storage
     from curation.config import parse_config
     from curation.executor import connect
     from curation.pipeline import build_stages, process_task
     from curation.readers import plan_tasks
     from curation.run import run
-    from curation import storage
 
     work = Path(tempfile.mkdtemp(prefix="bench-curation-"))
     inputs = work / "in"

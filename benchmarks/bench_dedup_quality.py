@@ -18,6 +18,7 @@ Jaccard bin against the theoretical S-curve 1 - (1 - s^r)^b.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import re
@@ -31,12 +32,12 @@ import ray
 from curation.config import DedupConfig
 from curation.dedup import deduplicate
 from curation.dedup.lsh import band_keys, detection_probability
-from curation.dedup.phase import lsh_params
 from curation.dedup.minhash import signatures
+from curation.dedup.phase import lsh_params
 from curation.dedup.shingles import shingle_hashes, shingle_texts
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-BOILERPLATE = ("Subscribe to our newsletter for the latest updates and exclusive offers. "
+BOILERPLATE = ("Subscribe to our newsletter for the latest updates and exclusive offers. "  # noqa: SIM905 - a sentence reads better than its word list
                "Copyright all rights reserved. Privacy policy terms of use cookie settings contact us.").split()
 
 
@@ -164,7 +165,7 @@ def main() -> None:
         precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
         f1 = 2 * precision * recall / max(precision + recall, 1e-12)
         high = labels >= 0.85
-        print(f"{str(verify):>6} | {precision:9.4f} | {recall:6.4f} | {f1:6.4f} | "
+        print(f"{verify!s:>6} | {precision:9.4f} | {recall:6.4f} | {f1:6.4f} | "
               f"{predicted[high].mean():14.4f} | {tp:5d} | {fp:4d} | {fn:4d} | {stats['candidate_pairs']}")
 
     bands, rows = lsh_params(base_cfg)
@@ -174,7 +175,7 @@ def main() -> None:
     print(f"\nLSH detection rate (share a band key, b={bands} r={rows}) vs the S-curve, per true Jaccard bin")
     print(f"{'Jaccard':>11} | {'pairs':>5} | {'measured':>8} | {'theory':>6}")
     edges = [0, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0001]
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         inside = (labels >= lo) & (labels < hi)
         if inside.any():
             theory = detection_probability(labels[inside], bands, rows).mean()

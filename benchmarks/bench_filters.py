@@ -52,8 +52,8 @@ def main() -> None:
     print(f"\n{len(texts):,} C4 documents, {megabytes:.2f} MB, best of {args.rounds} rounds, 1 core")
     print(f"{'stage':<12}{'wall ms':>9}{'docs/s':>9}{'MB/s':>7}{'cpu ms':>9}{'docs/s':>9}{'MB/s':>7}")
     wall["chain"], cpu["chain"] = sum(wall.values()), sum(cpu.values())
-    for name in wall:
-        row = [f"{s * 1e3:>9.0f}{len(texts) / s:>9,.0f}{megabytes / s:>7.2f}" for s in (wall[name], cpu[name])]
+    for name, wall_s in wall.items():
+        row = [f"{s * 1e3:>9.0f}{len(texts) / s:>9,.0f}{megabytes / s:>7.2f}" for s in (wall_s, cpu[name])]
         print(f"{name:<12}{row[0]}{row[1]}")
 
 

@@ -263,7 +263,7 @@ class QualityConfig(Section):
         "characters of a document, which bounds time and memory on huge inputs.")
 
     @model_validator(mode="after")
-    def _overrides_are_rules(self) -> "QualityConfig":
+    def _overrides_are_rules(self) -> QualityConfig:
         for lang in self.by_lang:
             unknown = sorted(set(self.by_lang[lang]) - set(QualityRules.model_fields))
             if unknown:
@@ -328,7 +328,7 @@ class PerplexityConfig(Section):
         return v
 
     @model_validator(mode="after")
-    def _models_when_enabled(self) -> "PerplexityConfig":
+    def _models_when_enabled(self) -> PerplexityConfig:
         if self.enabled and not self.models:
             raise ValueError("perplexity is enabled but `models` is empty: build models with "
                              "`python -m curation build-lm` and map languages to them")
@@ -366,7 +366,7 @@ class DedupConfig(Section):
                                    "(default: one per 100k documents, at least 4).")
 
     @model_validator(mode="after")
-    def _bands_and_rows(self) -> "DedupConfig":
+    def _bands_and_rows(self) -> DedupConfig:
         if (self.bands is None) != (self.rows is None):
             raise ValueError("set both `bands` and `rows`, or neither")
         if self.bands is not None and self.bands * self.rows > self.num_perm:
@@ -389,7 +389,7 @@ class PipelineConfig(Section):
     shards: ShardsConfig = ShardsConfig()
 
     @model_validator(mode="after")
-    def _unique_sources(self) -> "PipelineConfig":
+    def _unique_sources(self) -> PipelineConfig:
         names = [s.name for s in self.sources]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -56,7 +56,7 @@ class _TaskRunner:
                 marker = process_task(task, self.config, self.stages, self.fs, self.root, self.kept_dir)
             except ReadError as e:
                 marker = {"task_id": task.task_id, "path": task.path, "error": str(e)}
-            except Exception as e:  # a bug or a corrupt input must not sink the other tasks
+            except Exception as e:  # noqa: BLE001 - a bug or a corrupt input must not sink the other tasks
                 detail = "".join(traceback.format_exception_only(type(e), e)).strip()
                 marker = {"task_id": task.task_id, "path": task.path,
                           "error": f"{task.path}: unexpected {detail}"}

@@ -17,7 +17,14 @@ from curation.dedup.components import connected_components
 from curation.dedup.exact import exact_keys
 from curation.dedup.lsh import optimal_params
 from curation.dedup.minhash import EMPTY, signatures, to_lean_minhash
-from curation.dedup.shingles import jaccard, shingle_hash, shingle_hashes, shingle_sets, shingle_texts, words
+from curation.dedup.shingles import (
+    jaccard,
+    shingle_hash,
+    shingle_hashes,
+    shingle_sets,
+    shingle_texts,
+    words,
+)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +143,7 @@ def test_phase_on_ray_data(ray_local, c4):
     assert (stats["bands"], stats["rows"]) == _optimal_param(0.8, 128, 0.1, 0.9) == (14, 9)
     assert len(kept) == len(docs) - 6
     clusters = example_clusters(table.to_pandas(), m.reset_index(), n=2)
-    assert [i for i, _ in clusters[0]] [0] == "d2" and len(clusters[0]) == 4
+    assert clusters[0][0][0] == "d2" and len(clusters[0]) == 4
 
 
 def test_verification_drops_lsh_false_positives(ray_local, c4):

@@ -70,7 +70,7 @@ class ZeroSection(Section):
     offload_params: bool = Field(False, description="Stage 3 only: keep parameters on the CPU.")
 
     @model_validator(mode="after")
-    def _offload_needs_stage(self) -> "ZeroSection":
+    def _offload_needs_stage(self) -> ZeroSection:
         if self.offload_params and self.stage != 3:
             raise ValueError("offload_params needs stage 3")
         if self.offload_optimizer and self.stage == 0:
@@ -145,7 +145,7 @@ class TrainConfig(Section):
     metrics: MetricsSection = MetricsSection()
 
     @model_validator(mode="after")
-    def _schedule_fits(self) -> "TrainConfig":
+    def _schedule_fits(self) -> TrainConfig:
         o = self.optim
         if o.warmup_steps + (o.decay_steps if o.schedule == "wsd" else 0) > o.max_steps:
             raise ValueError("optim: warmup_steps (+ decay_steps for wsd) exceed max_steps")

@@ -237,7 +237,7 @@ def deduplicate(docs: ray.data.Dataset, cfg: DedupConfig, source_order: list[str
     removed = decided[~decided["dup_kept"]]
     sizes = decided.loc[decided["dup_kept"], "dup_cluster_size"]
     stats.update(
-        clusters=int(len(sizes)),
+        clusters=len(sizes),
         cluster_size_histogram={int(k): int(v) for k, v in sorted(collections.Counter(sizes).items())},
         docs_removed_exact=int((removed["dup_reason"] == EXACT).sum()),
         docs_removed_near=int((removed["dup_reason"] == NEAR).sum()),
