@@ -1,6 +1,6 @@
 # Two commands for a fresh machine (see README):
 #   make demo   set up, then run the whole path on the sample data
-#   make test   set up, then run the test suite
+#   make test   set up, lint (ruff), then run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -34,13 +34,13 @@ $(TORCH_EXTENSIONS_DIR)/.warm: $(VENV)/.installed
 demo: setup
 	bash scripts/demo.sh
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 bench: setup
 	bash benchmarks/run_all.sh
 
-lint:
+lint: setup
 	$(BIN)/ruff check curation training tests benchmarks
 
 clean-demo:
