@@ -93,7 +93,7 @@ class ReadError(Exception):
 
 @dataclass(frozen=True)
 class ReadTask:
-    task_id: str  # stable, unique and filename-safe: source name + hash of the path
+    task_id: str  # stable, unique and filename-safe: source name + hash (see _task_id)
     source: str
     path: str  # local path or URL of one input file
     format: str  # jsonl | parquet | text | warc | wet
@@ -127,8 +127,13 @@ def _expand(fs: fsspec.AbstractFileSystem, path: str) -> tuple[list[str], bool]:
     return sorted(files), True
 
 
-def _task_id(source: str, url: str) -> str:
-    digest = hashlib.blake2b(url.encode(), digest_size=5).hexdigest()
+def _task_id(source: str, pattern: str, path: str, file: str) -> str:
+    """Source name + a hash of the config's pattern and the file's place under it. Not of
+    the absolute path: the same config in another checkout (or on another machine) must
+    give the same document ids, hence the same splits and shards."""
+    base = re.split(r"[*?\[]", path, maxsplit=1)[0]  # the pattern's part before any glob
+    under = file.removeprefix(base)
+    digest = hashlib.blake2b(f"{pattern}\0{under}".encode(), digest_size=5).hexdigest()
     return f"{_UNSAFE_NAME.sub('_', source)}-{digest}"
 
 
@@ -159,7 +164,8 @@ def plan_tasks(sources: list[SourceConfig], storage: StorageConfig) -> list[Read
                         f"name (known: {known}, optionally + .gz/.zst); set `format`")
                 if url not in seen:
                     seen.add(url)
-                    tasks.append(ReadTask(_task_id(source.name, url), source.name, url, fmt))
+                    tasks.append(ReadTask(_task_id(source.name, pattern, path, file), source.name,
+                                          url, fmt))
     return tasks
 
 

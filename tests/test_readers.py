@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -160,7 +161,7 @@ def test_wet_conversion_records(tmp_path: Path):
 # --------------------------------------------------------------------------- planning
 
 
-def test_directories_globs_and_hidden_files(tmp_path: Path):
+def test_directories_globs_and_hidden_files(tmp_path: Path, monkeypatch):
     line = b'{"text": "a document"}\n'
     (tmp_path / "sub" / "deeper").mkdir(parents=True)
     (tmp_path / "a.jsonl").write_bytes(line)
@@ -179,6 +180,18 @@ def test_directories_globs_and_hidden_files(tmp_path: Path):
     assert [Path(t.path).name for t in plan(f"{tmp_path}/**/*.txt")] == ["c.txt"]
     assert len(plan(str(tmp_path), f"{tmp_path}/a.jsonl")) == 3  # listed twice, read once
     assert [t.format for t in plan(str(tmp_path / "sub" / "notes.csv"), format="text")] == ["text"]
+
+    # A copy of the same inputs elsewhere, named by the same relative patterns, gets the
+    # same task (hence document) ids: ids do not depend on where the checkout lives.
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "sub", copy / "sub")
+    (copy / "a.jsonl").write_bytes(line)
+    patterns = ("a.jsonl", "sub", "sub/*/*.txt")
+    ids = {}
+    for root in (tmp_path, copy):
+        monkeypatch.chdir(root)
+        ids[root] = [t.task_id for t in plan(*patterns)]
+    assert ids[tmp_path] == ids[copy] and len(set(ids[copy])) == 3
 
     with pytest.raises(ConfigError, match=r"sources\.s: path .*nothing\*\.jsonl.* matches no"):
         plan(f"{tmp_path}/nothing*.jsonl")
