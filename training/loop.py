@@ -269,6 +269,7 @@ class Worker:
                           "elapsed_s": time.perf_counter() - started}
                 timer.reset()
                 window_steps = 0
+            aside = time.perf_counter()  # evaluation and checkpoints are not training time
             if val_batches and (step % cfg.eval.every == 0 or step == cfg.optim.max_steps):
                 val_loss = self.evaluate(val_batches)
                 record.update(step=step, val_loss=val_loss, val_ppl=math.exp(min(val_loss, 50)))
@@ -278,6 +279,7 @@ class Worker:
                 if log and record:
                     log.write(record)
                 ckpt.report({"step": step, **record}, directory)
+            timer.exclude(time.perf_counter() - aside)
         if log:
             log.close()
 

@@ -63,10 +63,13 @@ class StepTimer:
     def reset(self) -> None:
         self.start = time.perf_counter()
         self.data_wait = 0.0
-        self.tokens = 0
 
     def waited(self, seconds: float) -> None:
         self.data_wait += seconds
+
+    def exclude(self, seconds: float) -> None:
+        """Leave out time that is not training (evaluation, checkpoints) from the window."""
+        self.start += seconds
 
     def window(self) -> tuple[float, float]:
         """(elapsed seconds, data wait fraction) since the last reset."""
