@@ -165,9 +165,12 @@ def rank_dataset(manifest: Manifest, split: str, rows: RankRows, stop: int,
     width = manifest.seq_len + 1
     max_rows = max(rows.batch_size * rows.world, SEGMENT_BYTES // (4 * width))
     items = segments(manifest.splits[split], rows.start, stop, max_rows)
-    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         read_segments, batch_size=1, batch_format="numpy", num_cpus=read_cpus,
         fn_kwargs={"rows": rows, "columns": manifest.columns, "width": width})
+    # The training loop's bar reports progress; Ray Data's would repaint over it.
+    dataset.context.enable_progress_bars = False
+    return dataset
 
 
 def dataset_name(split: str, rank: int) -> str:

@@ -31,7 +31,7 @@ def log_dir_for(cfg: TrainConfig) -> str:
 def fit(cfg: TrainConfig):
     """Run (or resume) training; returns Ray Train's Result."""
     import ray.train
-    from ray.data import DataContext, ExecutionOptions
+    from ray.data import ExecutionOptions
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from training.data import dataset_name, read_manifest, validation_batch_count, worker_dataset
@@ -43,9 +43,6 @@ def fit(cfg: TrainConfig):
     if "://" not in cfg.data.manifest:  # workers do not share the driver's working directory
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
             update={"manifest": str(Path(cfg.data.manifest).resolve())})})
-    # The loop's own bar reports progress; Ray Data's bars for the per-worker datasets
-    # would repaint over it (Ray Train hands this context to the workers).
-    DataContext.get_current().enable_progress_bars = False
     run_path = posixpath.join(storage, cfg.checkpoint.name)
     manifest = read_manifest(cfg.data.manifest)
     splits = ["train"] + (["validation"] if validation_batch_count(cfg, manifest) else [])
