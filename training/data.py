@@ -185,7 +185,7 @@ def validation_batch_count(cfg, manifest: Manifest) -> int:
     return min(cfg.eval.max_batches, rows // (cfg.data.batch_size * cfg.scaling.num_workers))
 
 
-def worker_dataset(cfg, run_path: str, split: str, rank: int):
+def worker_dataset(cfg, manifest: Manifest, run_path: str, split: str, rank: int):
     """Worker `rank`'s dataset of `split` (the trainer hands Ray Train this factory, which
     calls it at every start of the worker group). Training rows start at the data position
     of the run's latest registered checkpoint and cover twice the rest of the run: the
@@ -194,7 +194,6 @@ def worker_dataset(cfg, run_path: str, split: str, rank: int):
     are the first batches of the split."""
     from training.checkpoint import latest_state
 
-    manifest = read_manifest(cfg.data.manifest)
     world, batch = cfg.scaling.num_workers, cfg.data.batch_size
     if split == "train":
         state = latest_state(run_path)

@@ -48,7 +48,7 @@ def fit(cfg: TrainConfig):
     splits = ["train"] + (["validation"] if validation_batch_count(cfg, manifest) else [])
     # Factories, not datasets: Ray Train calls them at every worker-group start, so each
     # start reads from the data position of the checkpoint it resumes (training/data.py).
-    datasets = {dataset_name(split, rank): partial(worker_dataset, cfg, run_path, split, rank)
+    datasets = {dataset_name(split, rank): partial(worker_dataset, cfg, manifest, run_path, split, rank)
                 for split in splits for rank in range(cfg.scaling.num_workers)}
     resources = {"CPU": cfg.scaling.cpus_per_worker}
     if cfg.scaling.use_gpu:
